@@ -1,0 +1,3 @@
+from ltdeploy.cli import main
+
+main()

@@ -1,0 +1,76 @@
+"""ONNX Runtime backend: the default, runs anywhere."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ltdeploy.backends.base import Backend
+from ltdeploy.errors import EngineError, InputShapeError, MetadataError
+from ltdeploy.metadata import METADATA_KEY, ModelDescription
+
+
+def _import_ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise EngineError("ONNX Runtime is not installed: pip install 'ltdeploy[cpu]' "
+                          "(or 'ltdeploy[gpu]', never both)") from None
+    return onnxruntime
+
+
+class OnnxRuntimeBackend(Backend):
+    """Runs an ONNX file exported by ltdeploy, whose description sits in the ONNX metadata."""
+
+    def __init__(self, path: str, device: str = "cpu", threads: int = 0) -> None:
+        ort = _import_ort()
+        self.path = path
+        if not os.path.isfile(path):
+            raise EngineError(f"{path}: no such engine file")
+        wanted = ["CPUExecutionProvider"]
+        if device == "cuda":
+            wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif device != "cpu":
+            raise EngineError(f"device {device!r} is not supported by ONNX Runtime here; use cpu or cuda")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=wanted)
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise EngineError(f"{path}: not a loadable ONNX model ({reason})") from None
+        used = self.session.get_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in used:
+            # ORT falls back to CPU with only a log line; a user asking for the GPU must know.
+            raise EngineError(f"{path}: CUDA was requested but ONNX Runtime runs {used}; install "
+                              "onnxruntime-gpu (without onnxruntime) and a matching CUDA")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise MetadataError(f"{path}: ONNX file has no ltdeploy description in its metadata; "
+                                "export it with `python export/to_onnx.py`")
+        self.description = ModelDescription.from_json(meta[METADATA_KEY], source=path)
+        self._inputs = {i.name: i for i in self.session.get_inputs()}
+        self.input_names = list(self._inputs)
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if self.description.input_name not in self._inputs:
+            raise MetadataError(f"{path}: description names input {self.description.input_name!r}, "
+                                f"the graph has {self.input_names}")
+
+    @property
+    def provider(self) -> str:
+        """The first provider ONNX Runtime actually uses."""
+        return self.session.get_providers()[0]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch through the session, checking shapes against the graph first."""
+        for name, arr in inputs.items():
+            spec = self._inputs.get(name)
+            if spec is None:
+                raise InputShapeError(f"{self.path}: no input named {name!r}; inputs are {self.input_names}")
+            dims = spec.shape
+            if arr.ndim != len(dims) or any(isinstance(d, int) and d != s for d, s in zip(dims, arr.shape)):
+                raise InputShapeError(f"{self.path}: input {name!r} expects shape {dims}, got {list(arr.shape)}")
+        outs = self.session.run(self.output_names, inputs)
+        return dict(zip(self.output_names, outs))

@@ -1,0 +1,21 @@
+"""Typed errors: each message names the file, what was expected, what was found and what to do."""
+
+
+class LtDeployError(Exception):
+    """Base of every error the CLI turns into a one-line message and a non-zero exit."""
+
+
+class ImageError(LtDeployError):
+    """An input image is missing, unreadable or of an unsupported kind."""
+
+
+class EngineError(LtDeployError):
+    """An engine file is missing, corrupt, of an unknown kind, or built for another runtime."""
+
+
+class MetadataError(EngineError):
+    """A model description is missing, of an unknown version, or malformed."""
+
+
+class InputShapeError(LtDeployError):
+    """An input tensor does not match what the engine accepts."""

@@ -1,0 +1,74 @@
+"""Decode image files into RGB uint8 arrays, refusing what cannot be read in full."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ltdeploy.errors import ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def expand_sources(sources: list[str]) -> list[str]:
+    """Expand directories into the images they hold (sorted); other paths pass through unchanged."""
+    out: list[str] = []
+    for src in sources:
+        if os.path.isdir(src):
+            found = sorted(str(p) for p in Path(src).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise ImageError(f"{src}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
+            out.extend(found)
+        else:
+            out.append(src)
+    return out
+
+
+def _truncated_jpeg(data: np.ndarray) -> bool:
+    # libjpeg decodes a cut-off JPEG with a grey bottom and only a warning; the end-of-image marker
+    # (FF D9, possibly followed by padding) tells a complete file.
+    tail = data[-64:].tobytes()
+    return data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in tail
+
+
+def to_rgb8(img: np.ndarray, path: str = "<array>") -> np.ndarray:
+    """Convert a decoded OpenCV image (gray, BGR, BGRA; 8 or 16 bit) to RGB uint8 (H, W, 3)."""
+    if img.dtype == np.uint16:
+        img = (img / 257.0 + 0.5).astype(np.uint8)
+    elif img.dtype in (np.float32, np.float64):
+        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif img.dtype != np.uint8:
+        raise ImageError(f"{path}: unsupported pixel type {img.dtype}; expected 8- or 16-bit")
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    channels = img.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    raise ImageError(f"{path}: unsupported number of channels {channels}; expected 1, 3 or 4")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); raise ImageError with a one-line reason otherwise."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise ImageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise ImageError(f"{path}: is a directory, expected an image file")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    if data.size == 0:
+        raise ImageError(f"{path}: empty file")
+    if _truncated_jpeg(data):
+        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker); re-export or re-download it")
+    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0:
+        raise ImageError(f"{path}: not a decodable image (supported: {', '.join(IMAGE_SUFFIXES)})")
+    return to_rgb8(img, path)

@@ -1,0 +1,123 @@
+"""The model's self-description: one versioned JSON value stored in the ONNX metadata (key `ltdeploy`)
+and in `<plan>.json` beside a TensorRT plan. Parsed strictly."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from ltdeploy.errors import MetadataError
+from ltdeploy.preprocess import PreprocessConfig
+
+SCHEMA = "ltdeploy.model/1"
+METADATA_KEY = "ltdeploy"
+TASKS = ("classification",)
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """Everything a runtime needs to use a model, and what a person needs to trust it.
+
+    class_counts are training images per class; groups name each class's frequency group
+    (many / medium / few) under `group_thresholds` = (many_above, few_below).
+    """
+
+    task: str
+    class_names: list[str]
+    class_counts: list[int]
+    group_thresholds: tuple[int, int]
+    preprocess: PreprocessConfig
+    input_name: str
+    output_names: list[str]
+    calibration: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise MetadataError(f"task is {self.task!r}; this ltdeploy knows {', '.join(TASKS)}")
+        if len(self.class_names) != len(self.class_counts):
+            raise MetadataError(f"{len(self.class_names)} class names but {len(self.class_counts)} class counts")
+        if not self.class_names:
+            raise MetadataError("the model has no classes")
+
+    @property
+    def num_classes(self) -> int:
+        """K, the number of classes."""
+        return len(self.class_names)
+
+    @property
+    def groups(self) -> list[str]:
+        """Frequency group of each class: 'many', 'medium' or 'few'."""
+        many, few = self.group_thresholds
+        return [frequency_group(n, many, few) for n in self.class_counts]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict with the schema tag first."""
+        return {"schema": SCHEMA, "task": self.task, "class_names": list(self.class_names),
+                "class_counts": [int(n) for n in self.class_counts],
+                "group_thresholds": list(self.group_thresholds), "groups": self.groups,
+                "preprocess": self.preprocess.to_dict(), "input_name": self.input_name,
+                "output_names": list(self.output_names), "calibration": self.calibration,
+                "provenance": self.provenance}
+
+    def to_json(self) -> str:
+        """Compact JSON text."""
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "model") -> "ModelDescription":
+        """Parse strictly: the schema must match, every field is required, unknown keys are rejected."""
+        if not isinstance(data, dict):
+            raise MetadataError(f"{source}: description must be a JSON object")
+        if data.get("schema") != SCHEMA:
+            raise MetadataError(f"{source}: description schema is {data.get('schema')!r}, this ltdeploy "
+                                f"reads {SCHEMA!r}; re-export the model with a matching ltdeploy")
+        fields = {"schema", "task", "class_names", "class_counts", "group_thresholds", "groups", "preprocess",
+                  "input_name", "output_names", "calibration", "provenance"}
+        missing, unknown = fields - data.keys(), data.keys() - fields
+        if missing or unknown:
+            raise MetadataError(f"{source}: description is missing {sorted(missing)} / has unknown "
+                                f"{sorted(unknown)}")
+        try:
+            desc = cls(task=str(data["task"]), class_names=[str(n) for n in data["class_names"]],
+                       class_counts=[int(n) for n in data["class_counts"]],
+                       group_thresholds=(int(data["group_thresholds"][0]), int(data["group_thresholds"][1])),
+                       preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                       input_name=str(data["input_name"]), output_names=[str(n) for n in data["output_names"]],
+                       calibration=dict(data["calibration"]), provenance=dict(data["provenance"]))
+        except MetadataError as exc:
+            raise MetadataError(f"{source}: {exc}") from None
+        except (TypeError, ValueError, IndexError) as exc:
+            raise MetadataError(f"{source}: description is malformed ({exc})") from None
+        return desc
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "model") -> "ModelDescription":
+        """Parse the JSON text written by `to_json`."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise MetadataError(f"{source}: description is not valid JSON ({exc.msg})") from None
+        return cls.from_dict(data, source)
+
+
+def frequency_group(count: int, many_above: int, few_below: int) -> str:
+    """ImageNet-LT convention: many > many_above, few < few_below, medium in between (inclusive)."""
+    if count > many_above:
+        return "many"
+    if count < few_below:
+        return "few"
+    return "medium"
+
+
+def default_group_thresholds(counts: list[int]) -> tuple[int, int]:
+    """ImageNet-LT's (100, 20) for full-size sets; for small sets, the same places on a log scale.
+
+    ImageNet-LT spans 1280..5 images per class; 100 and 20 sit at 46% and 75% of that range in log
+    space. A set whose largest class has fewer than 1000 images gets thresholds at the same fractions
+    of its own log range, so that each group still holds classes.
+    """
+    n_max, n_min = max(counts), max(1, min(counts))
+    if n_max >= 1000:
+        return 100, 20
+    span = n_max / n_min
+    return max(1, round(n_max / span ** 0.46)), max(1, round(n_max / span ** 0.75))

@@ -1,0 +1,49 @@
+"""Write a small long-tailed dataset in the ImageNet-LT list format.
+
+    python training/make_data.py digits-lt --out data/digits-lt --imbalance 50
+    python training/make_data.py shapes-lt --out data/shapes-lt --imbalance 100 --classes 50
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from training.synthetic_data import make_digits_lt, make_shapes_lt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments and write the dataset."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("name", choices=["digits-lt", "shapes-lt"])
+    p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
+    p.add_argument("--imbalance", type=float, default=None, help="n_max / n_min (digits 50, shapes 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=int, default=50, help="shapes-lt only: number of classes (<= 128)")
+    p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
+    p.add_argument("--size", type=int, default=32, help="shapes-lt only: image side in pixels")
+    args = p.parse_args(argv)
+    if args.imbalance is not None and args.imbalance < 1:
+        p.error("--imbalance must be >= 1")
+    tmp = args.out.rstrip("/") + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if args.name == "digits-lt":
+        summary = make_digits_lt(tmp, imbalance=args.imbalance or 50.0, seed=args.seed)
+    else:
+        summary = make_shapes_lt(tmp, imbalance=args.imbalance or 100.0, seed=args.seed,
+                                 num_classes=args.classes, n_max=args.n_max, size=args.size)
+    with open(os.path.join(tmp, "dataset.json"), "w") as f:
+        json.dump({"name": args.name, "seed": args.seed, **summary}, f, indent=1)
+    shutil.rmtree(args.out, ignore_errors=True)
+    os.replace(tmp, args.out)  # never leave a half-written dataset behind
+    counts = list(summary["train_counts"].values())
+    print(f"{args.name}: {summary['classes']} classes, train {sum(counts)} images "
+          f"({counts[0]} .. {counts[-1]} per class), val {summary['val_per_class']}/class, "
+          f"test {summary['test_per_class']}/class -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
