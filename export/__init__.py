@@ -1,0 +1,1 @@
+"""Export: checkpoints → self-describing ONNX with the calibration folded into the graph."""

@@ -1,0 +1,90 @@
+"""Export a checkpoint to one self-describing ONNX file, calibration folded into the graph.
+
+    python export/to_onnx.py runs/digits/disalign.pt -o runs/digits/disalign.onnx
+    python export/to_onnx.py runs/digits/disalign.pt -o naive.onnx --no-fold
+
+The result is verified against the PyTorch model on real images (the checkpoint's dataset, or --data)
+at two batch sizes; if the max abs logit difference exceeds --tol, nothing is written and the exit code
+is 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+from export.onnx_export import export_description, embed_description, export_module, op_counts
+from export.parity import check_parity
+from ltdeploy.errors import LtDeployError
+from ltdeploy.image_io import read_image
+from ltdeploy.preprocess import preprocess_batch
+from training.checkpoint import file_sha256, read_checkpoint
+from training.data_lists import read_split
+
+
+def verification_batch(data_dir: str, split: str, count: int, cfg) -> np.ndarray:
+    """The first `count` images of a split, preprocessed as the model expects."""
+    paths = read_split(data_dir, split).paths[:count]
+    return preprocess_batch([read_image(p) for p in paths], cfg)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Export, verify, and move into place only when parity holds."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint")
+    p.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    p.add_argument("--no-fold", action="store_true", help="naive graph: separate alpha / beta / sigma nodes")
+    p.add_argument("--fold-mode", default="affine", choices=["affine", "weights"],
+                   help="how DisAlign folds (see training/modeling/folded.py)")
+    p.add_argument("--data", default=None, help="dataset for the parity check (default: the checkpoint's)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--verify-images", type=int, default=64)
+    p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    args = p.parse_args(argv)
+
+    try:
+        ck = read_checkpoint(args.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    desc = ck.description
+    model = ck.model
+    fold = "none" if args.no_fold else ("plain" if model.calibrator is None else args.fold_mode)
+    module = model if args.no_fold else model.folded(args.fold_mode)
+    data_dir = args.data or desc.provenance.get("dataset")
+    if not data_dir or not os.path.isdir(data_dir):
+        print(f"error: no dataset to verify on ({data_dir!r}); pass --data DIR", file=sys.stderr)
+        return 2
+    batch = verification_batch(data_dir, args.split, args.verify_images, desc.preprocess)
+
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
+    os.close(fd)
+    try:
+        export_module(module, tmp, desc.preprocess.input_size, desc.input_name, desc.output_names)
+        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint)))
+        report = check_parity(tmp, model, batch)
+        ops = op_counts(tmp)
+        print(f"parity vs PyTorch on {report.images} {args.split} images (batch {report.batch_sizes}): "
+              f"max abs logit diff {report.max_abs_diff:.2e}, top-1 agreement {100 * report.top1_agreement:.1f}%")
+        if not report.ok(args.tol):
+            print(f"error: parity check failed (tolerance {args.tol:g}); nothing written", file=sys.stderr)
+            return 1
+        os.replace(tmp, args.output)
+    except LtDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
+          f"{sum(ops.values())} nodes: {', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

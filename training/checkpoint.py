@@ -1,0 +1,79 @@
+"""Checkpoints hold everything needed to rebuild the model: architecture, weights, classes, per-class
+train counts, preprocessing and calibration (as the model description the runtime reads)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+import torch
+
+from ltdeploy.metadata import ModelDescription
+from training.modeling.classifier import LTClassifier
+from training.stage2_methods import build_calibrator
+
+FORMAT = "ltdeploy.checkpoint/1"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode), its description and the raw training record."""
+
+    model: LTClassifier
+    description: ModelDescription
+    arch: dict
+    history: dict
+    path: str
+
+
+def save_checkpoint(path: str, model: LTClassifier, description: ModelDescription, history: dict) -> str:
+    """Write atomically (temporary file, then rename); returns the file's sha256."""
+    arch = dict(model.arch, calibrator=getattr(model.calibrator, "method_name", None))
+    payload = {"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
+               "description": description.to_dict(), "history": history}
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return file_sha256(path)
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str) -> Checkpoint:
+    """Load a checkpoint written by `save_checkpoint` and rebuild its model in eval mode."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an ltdeploy checkpoint (expected format {FORMAT!r})")
+    arch = payload["arch"]
+    model = LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
+    if arch.get("calibrator"):
+        model.calibrator = build_calibrator(arch["calibrator"], model.feat_dim, arch["num_classes"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.eval()
+    desc = ModelDescription.from_dict(payload["description"], source=path)
+    return Checkpoint(model, desc, arch, payload.get("history", {}), path)
+
+
+def load_checkpoint(path: str) -> LTClassifier:
+    """The model of a checkpoint, in eval mode: float batch (N, 3, H, W) → calibrated logits (N, K)."""
+    return read_checkpoint(path).model

@@ -1,0 +1,105 @@
+"""Training and inference loops shared by the scripts (torchvision references' engine.py style)."""
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+def augment(x: torch.Tensor, shift: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
+    """Random translation by up to `shift` pixels (reflect padding) and optional horizontal flip."""
+    if shift > 0:
+        n, _, h, w = x.shape
+        padded = F.pad(x, (shift, shift, shift, shift), mode="reflect")
+        dx = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        dy = torch.randint(0, 2 * shift + 1, (n,), generator=gen)
+        x = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    if hflip:
+        flip = torch.rand(x.shape[0], generator=gen) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    return x
+
+
+def cosine_sgd(params: list[nn.Parameter], lr: float, wd: float, steps: int) -> tuple:
+    """SGD (momentum 0.9) with a per-step cosine schedule to zero."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    return opt, sched
+
+
+def train_stage1(model: nn.Module, loader: DataLoader, args: argparse.Namespace) -> dict:
+    """Joint training of backbone and head with instance-balanced sampling and plain cross-entropy."""
+    gen = torch.Generator().manual_seed(args.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt, sched = cosine_sgd(params, args.lr, args.wd, args.epochs * len(loader))
+    log, start = [], time.perf_counter()
+    bar = tqdm(range(args.epochs), desc="stage 1", unit="epoch")
+    for epoch in bar:
+        model.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for x, y in loader:
+            x = augment(x, args.shift, args.hflip, gen)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+        log.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_acc": correct / total})
+        bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+    return {"epochs": log, "seconds": round(time.perf_counter() - start, 1)}
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, loader: DataLoader, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (N, d) and labels (N,) of a loader, model in eval mode."""
+    model.eval()
+    feats, labels = [], []
+    for x, y in tqdm(loader, desc=desc, unit="batch", leave=False):
+        feats.append(model.forward_features(x))
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, loader: DataLoader, desc: str = "predict") -> torch.Tensor:
+    """Logits (N, K) of a non-shuffled loader, model in eval mode."""
+    model.eval()
+    return torch.cat([model(x) for x, _ in tqdm(loader, desc=desc, unit="batch", leave=False)])
+
+
+def fit_on_features(forward: Callable[[torch.Tensor], torch.Tensor], params: list[nn.Parameter],
+                    loss_fn: nn.Module, data: dict, args: argparse.Namespace) -> dict:
+    """Train `params` so that forward(features) fits the labels under loss_fn.
+
+    data["batches"](epoch) yields (features, labels) batches: shuffled cached features, or features
+    recomputed from augmented images when stage 2 runs with augmentation.
+    """
+    steps = args.epochs * data["steps_per_epoch"]
+    opt, sched = cosine_sgd(params, args.lr, args.wd, steps)
+    log, start = [], time.perf_counter()
+    bar = tqdm(range(args.epochs), desc=f"stage 2 ({args.method})", unit="epoch")
+    for epoch in bar:
+        loss_sum, total = 0.0, 0
+        batches: Iterable = data["batches"](epoch)
+        for feat, y in batches:
+            loss = loss_fn(forward(feat), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.item() * len(y)
+            total += len(y)
+        log.append({"epoch": epoch + 1, "loss": loss_sum / total})
+        bar.set_postfix(loss=f"{loss_sum / total:.4f}")
+    return {"epochs": log, "seconds": round(time.perf_counter() - start, 2)}

@@ -1,0 +1,1 @@
+"""Model building blocks: backbones, classifier heads, calibration modules and their folded forms."""

@@ -1,0 +1,50 @@
+"""DisAlign calibration (paper eqs. 4-7): per-class magnitude alpha, margin beta, confidence sig(x)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.modeling.folded import FoldedHead, head_weights
+
+
+class DisAlign(nn.Module):
+    """zhat = z + sig(x) * ((alpha - 1) * z + beta), sig(x) = sigmoid(v . x + c).
+
+    Initialised to the identity (alpha = 1, beta = 0, v = 0, c = 0): the calibrated head starts equal to
+    the stage-1 head. x is the raw pooled feature (also for cosine heads); no ReLU before the sigmoid.
+    """
+
+    def __init__(self, in_features: int, num_classes: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(num_classes))
+        self.beta = nn.Parameter(torch.zeros(num_classes))
+        self.confidence = nn.Linear(in_features, 1)
+        nn.init.zeros_(self.confidence.weight)
+        nn.init.zeros_(self.confidence.bias)
+
+    def sigma(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-sample confidence sig(x), shape (N, 1)."""
+        return torch.sigmoid(self.confidence(x))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits from features x (N, d) and stage-1 logits z (N, K)."""
+        s = self.sigma(x)
+        return s * (self.alpha * z + self.beta) + (1 - s) * z
+
+    @torch.no_grad()
+    def fold(self, head: nn.Module, mode: str = "affine") -> FoldedHead:
+        """Fold this calibration and its stage-1 head into one FoldedHead (see folded.py)."""
+        w, b, cosine = head_weights(head)
+        k = w.shape[0]
+        a1 = self.alpha - 1
+        v, c = self.confidence.weight, self.confidence.bias
+        if mode == "affine":
+            return FoldedHead(torch.cat([w, v]), torch.cat([b, c]), k, "affine", cosine=cosine,
+                              a1=a1, beta=self.beta)
+        if mode == "weights":
+            w_all = torch.cat([w, a1[:, None] * w, v])
+            if cosine:
+                post = torch.cat([torch.zeros(k), self.beta])
+                return FoldedHead(w_all, torch.cat([b, a1 * b, c]), k, "weights", cosine=True, post_bias=post)
+            return FoldedHead(w_all, torch.cat([b, a1 * b + self.beta, c]), k, "weights")
+        raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")

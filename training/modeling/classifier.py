@@ -1,0 +1,74 @@
+"""The long-tail classifier: backbone → pooled feature → head → optional calibration."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from training.modeling.backbones import build_backbone
+from training.modeling.folded import FoldedHead, fold_plain
+from training.modeling.heads import build_head
+
+
+class LTClassifier(nn.Module):
+    """Maps a preprocessed batch (N, 3, H, W) to logits (N, K); calibrated when a calibrator is set."""
+
+    def __init__(self, backbone: str, head: str, num_classes: int, pretrained: bool = False) -> None:
+        super().__init__()
+        self.backbone, self.feat_dim = build_backbone(backbone, pretrained)
+        self.head = build_head(head, self.feat_dim, num_classes)
+        self.calibrator: nn.Module | None = None
+        self.arch = {"backbone": backbone, "head": head, "num_classes": num_classes}
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled features (N, d): what stage 2 caches."""
+        return self.backbone(x)
+
+    def forward_head(self, feat: torch.Tensor, calibrated: bool = True) -> torch.Tensor:
+        """Logits (N, K) from pooled features; stage-1 logits when calibrated is False."""
+        z = self.head(feat)
+        if calibrated and self.calibrator is not None:
+            return self.calibrator(feat, z)
+        return z
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (N, K)."""
+        return self.forward_head(self.forward_features(x))
+
+    def freeze_stage1(self) -> None:
+        """Freeze backbone and head, BatchNorm statistics included; only the calibrator trains."""
+        for p in list(self.backbone.parameters()) + list(self.head.parameters()):
+            p.requires_grad_(False)
+        self.backbone.eval()
+        self.head.eval()
+
+    def train(self, mode: bool = True) -> "LTClassifier":
+        """Train mode for the calibrator only once stage 1 is frozen (keeps BatchNorm in eval)."""
+        super().train(mode)
+        if mode and not any(p.requires_grad for p in self.backbone.parameters()):
+            self.backbone.eval()
+            self.head.eval()
+        return self
+
+    @torch.no_grad()
+    def folded(self, mode: str = "affine") -> "FoldedClassifier":
+        """An inference copy with head and calibration folded into one Gemm (see folded.py)."""
+        head = copy.deepcopy(self.head).eval()
+        if self.calibrator is None:
+            fhead = fold_plain(head)
+        else:
+            fhead = self.calibrator.fold(head, mode)
+        return FoldedClassifier(copy.deepcopy(self.backbone).eval(), fhead).eval()
+
+
+class FoldedClassifier(nn.Module):
+    """Backbone + FoldedHead: what export writes to ONNX."""
+
+    def __init__(self, backbone: nn.Module, head: FoldedHead) -> None:
+        super().__init__()
+        self.backbone, self.head = backbone, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (N, K)."""
+        return self.head(self.backbone(x))

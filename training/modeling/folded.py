@@ -1,0 +1,71 @@
+"""Inference-only heads with the calibration folded in: one Gemm, then a little elementwise work.
+
+DisAlign gives zhat = z + sig(x) * ((alpha - 1) * z + beta) (METHOD.md §6); with a1 = alpha - 1:
+- "affine":  Gemm with K+1 rows [W; v] gives z and the confidence logit; zhat = z + sig * (a1 * z + beta).
+- "weights": Gemm with 2K+1 rows [W; diag(a1) W; v], bias [b; a1 * b + beta; c]; zhat = z + sig * z2.
+- "plain":   no input-dependent calibration (stage 1, or per-class affine maps folded into W, b).
+Cosine heads: W is normalised and scaled offline; sig must see the raw feature, so the Gemm runs on raw
+x and the class columns are divided by |x| afterwards (a per-class bias is then added after the division).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-12  # the clamp F.normalize uses
+MODES = ("plain", "affine", "weights")
+
+
+class FoldedHead(nn.Module):
+    """Pooled features (N, d) → calibrated logits (N, K) with a single matmul."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, num_classes: int, mode: str = "plain",
+                 cosine: bool = False, post_bias: torch.Tensor | None = None,
+                 a1: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown fold mode {mode!r}; choose from {', '.join(MODES)}")
+        self.gemm = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.gemm.weight.copy_(weight)
+            self.gemm.bias.copy_(bias)
+        self.num_classes, self.mode, self.cosine = num_classes, mode, cosine
+        self.n_cls = {"plain": 1, "affine": 1, "weights": 2}[mode] * num_classes
+        for name, t in (("post_bias", post_bias), ("a1", a1), ("beta", beta)):
+            self.register_buffer(name, None if t is None else t.detach().clone().reshape(1, -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits (N, K)."""
+        out = self.gemm(x)
+        cls = out[:, :self.n_cls]
+        if self.cosine:
+            cls = cls / x.norm(dim=1, keepdim=True).clamp_min(EPS)
+        if self.post_bias is not None:
+            cls = cls + self.post_bias
+        if self.mode == "plain":
+            return cls
+        sig = torch.sigmoid(out[:, self.n_cls:])
+        if self.mode == "affine":
+            return cls + sig * (self.a1 * cls + self.beta)
+        k = self.num_classes
+        return cls[:, :k] + sig * cls[:, k:]
+
+
+def head_weights(head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, bool]:
+    """(W, b, cosine) of a stage-1 head, W already normalised and scaled for a cosine head."""
+    if getattr(head, "kind", None) == "cosine":
+        w = head.normalized_weight()
+        return w, torch.zeros(w.shape[0]), True
+    return head.weight, head.bias, False
+
+
+def fold_plain(head: nn.Module, weight_scale: torch.Tensor | None = None,
+               add_bias: torch.Tensor | None = None) -> FoldedHead:
+    """Fold a head (optionally times a per-class scale, plus a per-class bias) into one Gemm."""
+    w, b, cosine = head_weights(head)
+    scale = torch.ones(w.shape[0]) if weight_scale is None else weight_scale
+    extra = torch.zeros(w.shape[0]) if add_bias is None else add_bias
+    w, b = scale[:, None] * w, scale * b
+    if cosine:
+        return FoldedHead(w, b, w.shape[0], "plain", cosine=True, post_bias=extra)
+    return FoldedHead(w, b + extra, w.shape[0], "plain")

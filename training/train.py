@@ -1,0 +1,206 @@
+"""Two-stage long-tail training.
+
+    python training/train.py stage1 --data data/digits-lt --out runs/digits/stage1.pt
+    python training/train.py stage2 --method disalign --checkpoint runs/digits/stage1.pt \
+        --data data/digits-lt --out runs/digits/disalign.pt
+
+Stage 1 trains backbone and head jointly (instance-balanced, cross-entropy). Stage 2 freezes all of
+stage 1 (BatchNorm statistics included) and trains only a calibration method's parameters, on cached
+features unless --augment asks for augmented images through the frozen backbone every epoch.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+
+import torch
+
+import ltdeploy
+from ltdeploy.metadata import ModelDescription, default_group_thresholds
+from ltdeploy.preprocess import PreprocessConfig
+from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
+from training.data_lists import read_split
+from training.engine import augment, extract_features, predict_logits, train_stage1
+from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
+from training.image_data import make_loader
+from training.modeling.backbones import BACKBONES
+from training.modeling.classifier import LTClassifier
+from training.modeling.heads import HEADS
+from training.stage2_methods import METHODS, build_calibrator
+
+# The eval transform each backbone family expects: (input size, resize short side, interpolation, mean, std).
+PREPROCESS_DEFAULTS = {
+    "small_cnn": (32, 0, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "tf_efficientnet_lite0": (224, 256, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "resnet": (224, 256, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def preprocess_for(args: argparse.Namespace) -> PreprocessConfig:
+    """The backbone's default eval transform, with any command-line overrides."""
+    key = "resnet" if args.backbone.startswith("resnet") else args.backbone
+    size, short, interp, mean, std = PREPROCESS_DEFAULTS[key]
+    size = args.input_size or size
+    short = short if args.resize_short is None else args.resize_short
+    return PreprocessConfig(input_size=(size, size), resize_short=short, interpolation=args.interpolation or interp,
+                            mean=tuple(args.mean or mean), std=tuple(args.std or std))
+
+
+def provenance(args: argparse.Namespace, stage: str, **extra) -> dict:
+    """Where a model came from: tools, versions, data, time."""
+    return {"stage": stage, "dataset": os.path.abspath(args.data), "seed": args.seed,
+            "ltdeploy": ltdeploy.__version__, "torch": str(torch.__version__),
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra}
+
+
+def report(model: LTClassifier, args: argparse.Namespace, cfg: PreprocessConfig, counts: list[int],
+           thresholds: tuple[int, int], name: str) -> dict:
+    """Print and return long-tail accuracy on the validation split."""
+    val = read_split(args.data, "val", num_classes=len(counts))
+    loader = make_loader(val, cfg, 256, shuffle=False, desc="val")
+    pred = predict_logits(model, loader).argmax(1).numpy()
+    acc = long_tail_accuracy(pred, val.labels, counts, thresholds)
+    print(f"val: {ACCURACY_HEADER}\nval: {format_accuracy(name, acc)}")
+    return {k: v for k, v in acc.items() if k != "per_class"}
+
+
+def run_stage1(args: argparse.Namespace) -> int:
+    """Train backbone + head jointly and save a stage-1 checkpoint."""
+    torch.manual_seed(args.seed)
+    train = read_split(args.data, "train")
+    counts = train.class_counts()
+    cfg = preprocess_for(args)
+    thresholds = (args.many, args.few) if args.many is not None else default_group_thresholds(counts)
+    model = LTClassifier(args.backbone, args.head, train.num_classes, pretrained=args.pretrained)
+    print(f"stage 1: {args.backbone} + {args.head} head, {train.num_classes} classes, {len(train.paths)} train "
+          f"images ({max(counts)}..{min(counts)} per class), input {cfg.input_size}")
+    loader = make_loader(train, cfg, args.batch_size, shuffle=True, workers=args.workers, seed=args.seed,
+                         desc="train")
+    history = train_stage1(model, loader, args)
+    model.eval()
+    history["val"] = report(model, args, cfg, counts, thresholds, "stage 1")
+    desc = ModelDescription(task="classification", class_names=train.class_names, class_counts=counts,
+                            group_thresholds=thresholds, preprocess=cfg, input_name="images",
+                            output_names=["logits"], calibration={"method": "none"},
+                            provenance=provenance(args, "stage1", backbone=args.backbone, head=args.head,
+                                                  pretrained=args.pretrained, epochs=args.epochs))
+    sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})
+    print(f"wrote {args.out} (sha256 {sha[:12]})")
+    return 0
+
+
+def stage2_batches(model: LTClassifier, args: argparse.Namespace, train, cfg: PreprocessConfig) -> dict:
+    """Per-epoch (features, labels) batches: from a feature cache, or recomputed from augmented images."""
+    gen = torch.Generator().manual_seed(args.seed)
+    if not args.augment:
+        loader = make_loader(train, cfg, 256, shuffle=False, workers=args.workers, desc="train")
+        feats, labels = extract_features(model, loader, desc="cache features")
+        n = len(labels)
+
+        def cached(epoch: int):
+            perm = torch.randperm(n, generator=gen)
+            for i in range(0, n, args.batch_size):
+                idx = perm[i:i + args.batch_size]
+                yield feats[idx], labels[idx]
+        return {"batches": cached, "steps_per_epoch": -(-n // args.batch_size)}
+
+    loader = make_loader(train, cfg, args.batch_size, shuffle=True, workers=args.workers, seed=args.seed,
+                         desc="train")
+
+    def augmented(epoch: int):
+        for x, y in loader:
+            with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
+                feat = model.forward_features(augment(x, args.shift, args.hflip, gen))
+            yield feat, y
+    return {"batches": augmented, "steps_per_epoch": len(loader)}
+
+
+def run_stage2(args: argparse.Namespace) -> int:
+    """Freeze a stage-1 checkpoint and train a calibration method on top of it."""
+    torch.manual_seed(args.seed)
+    ck = read_checkpoint(args.checkpoint)
+    model, desc = ck.model, ck.description
+    if ck.arch.get("calibrator"):
+        print(f"error: {args.checkpoint} is already calibrated ({ck.arch['calibrator']}); give the stage-1 "
+              "checkpoint", file=sys.stderr)
+        return 2
+    train = read_split(args.data, "train", num_classes=desc.num_classes)
+    counts = train.class_counts()  # from the training annotations, never from an external file
+    model.freeze_stage1()
+    calibrator = build_calibrator(args.method, model.feat_dim, desc.num_classes)
+    model.calibrator = calibrator
+    data = stage2_batches(model, args, train, desc.preprocess)
+    data["counts"] = counts
+    # Small sets give few steps per epoch: run at least --min-steps iterations (recorded in the checkpoint).
+    args.epochs = max(args.epochs, -(-args.min_steps // data["steps_per_epoch"]))
+    print(f"stage 2: {args.method}, {args.epochs} epochs x {data['steps_per_epoch']} steps, rho {args.rho}, "
+          f"{'augmented images' if args.augment else 'cached features'}")
+    model.train()
+    info = METHODS[args.method].fit(calibrator, model, data, args)
+    model.eval()
+    history = {"stage2": info, "args": vars(args)}
+    history["val"] = report(model, args, desc.preprocess, counts, tuple(desc.group_thresholds), args.method)
+    calibration = {"method": args.method, "rho": args.rho, "epochs": args.epochs,
+                   "steps": args.epochs * data["steps_per_epoch"], "lr": args.lr,
+                   "augment": args.augment, "stage1_sha256": file_sha256(args.checkpoint)}
+    new_desc = ModelDescription(
+        task=desc.task, class_names=desc.class_names, class_counts=counts, group_thresholds=desc.group_thresholds,
+        preprocess=desc.preprocess, input_name=desc.input_name, output_names=desc.output_names,
+        calibration=calibration, provenance=provenance(args, "stage2", stage1=desc.provenance))
+    sha = save_checkpoint(args.out, model, new_desc, history)
+    print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {info['seconds']} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of both stages."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="stage", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data", required=True, help="folder with train/val(/test) lists (ImageNet-LT format)")
+    common.add_argument("--out", required=True, help="checkpoint to write")
+    common.add_argument("--batch-size", type=int, default=64)
+    common.add_argument("--lr", type=float, default=0.1)
+    common.add_argument("--wd", type=float, default=5e-4)
+    common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--workers", type=int, default=2, help="decoding processes for large sets")
+    common.add_argument("--shift", type=int, default=2, help="augmentation: random shift in pixels")
+    common.add_argument("--hflip", action="store_true", help="augmentation: random horizontal flips")
+
+    s1 = sub.add_parser("stage1", parents=[common], help="joint training on the long-tailed data")
+    s1.add_argument("--backbone", default="small_cnn", choices=list(BACKBONES))
+    s1.add_argument("--head", default="linear", choices=list(HEADS))
+    s1.add_argument("--pretrained", action="store_true", help="ImageNet weights (tf_efficientnet_lite0)")
+    s1.add_argument("--epochs", type=int, default=30)
+    s1.add_argument("--input-size", type=int, default=None)
+    s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
+    s1.add_argument("--interpolation", default=None, choices=["nearest", "bilinear", "bicubic", "area"])
+    s1.add_argument("--mean", type=float, nargs=3, default=None)
+    s1.add_argument("--std", type=float, nargs=3, default=None)
+    s1.add_argument("--many", type=int, default=None, help="many-shot: more than this many train images")
+    s1.add_argument("--few", type=int, default=None, help="few-shot: fewer than this many train images")
+
+    s2 = sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model")
+    s2.add_argument("--method", default="disalign", choices=list(METHODS))
+    s2.add_argument("--checkpoint", required=True, help="stage-1 checkpoint")
+    s2.add_argument("--rho", type=float, default=1.2, help="G-RW scale: 0 instance-, 1 class-balanced")
+    s2.add_argument("--epochs", type=int, default=10)
+    s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
+    s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if args.stage == "stage1" and (args.many is None) != (args.few is None):
+        print("error: give both --many and --few, or neither", file=sys.stderr)
+        return 2
+    return run_stage1(args) if args.stage == "stage1" else run_stage2(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
