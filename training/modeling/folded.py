@@ -37,7 +37,7 @@ class FoldedHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (N, K)."""
         out = self.gemm(x)
-        cls = out[:, :self.n_cls]
+        cls = out if self.mode == "plain" else out[:, :self.n_cls]
         if self.cosine:
             cls = cls / x.norm(dim=1, keepdim=True).clamp_min(EPS)
         if self.post_bias is not None:

@@ -1,0 +1,50 @@
+"""Shared fixtures: a tiny long-tailed dataset, a tiny two-stage model and its exports (built once)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment; capture text output."""
+    return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+
+
+def ltdeploy_cli(*args: str) -> subprocess.CompletedProcess:
+    """`ltdeploy ...` as a user runs it (python -m, so no PATH assumptions)."""
+    return run(PY, "-m", "ltdeploy", *args)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory) -> Path:
+    """digits-lt at imbalance 50, written by the generator script."""
+    from training.make_data import main
+    out = tmp_path_factory.mktemp("data") / "digits-lt"
+    assert main(["digits-lt", "--out", str(out), "--imbalance", "50"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def models(digits, tmp_path_factory) -> dict[str, Path]:
+    """A 3-epoch stage-1 model, its DisAlign calibration, and folded / naive / stage-1 ONNX exports."""
+    from export.to_onnx import main as export
+    from training.train import main as train
+
+    d = tmp_path_factory.mktemp("runs")
+    paths = {k: d / v for k, v in {"stage1": "stage1.pt", "disalign": "disalign.pt", "stage1_onnx": "stage1.onnx",
+                                   "folded": "folded.onnx", "naive": "naive.onnx"}.items()}
+    assert train(["stage1", "--data", str(digits), "--out", str(paths["stage1"]), "--epochs", "3"]) == 0
+    assert train(["stage2", "--method", "disalign", "--checkpoint", str(paths["stage1"]), "--data", str(digits),
+                  "--out", str(paths["disalign"]), "--min-steps", "200"]) == 0
+    assert export([str(paths["stage1"]), "-o", str(paths["stage1_onnx"])]) == 0
+    assert export([str(paths["disalign"]), "-o", str(paths["folded"])]) == 0
+    assert export([str(paths["disalign"]), "-o", str(paths["naive"]), "--no-fold"]) == 0
+    return paths
