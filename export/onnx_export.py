@@ -1,6 +1,7 @@
 """Write a model to ONNX: dynamic batch, BatchNorm folded, the model description in the metadata."""
 from __future__ import annotations
 
+import copy
 import datetime
 import warnings
 
@@ -14,6 +15,42 @@ from ltdeploy.metadata import METADATA_KEY, ModelDescription
 OPSET = 17
 
 
+def static_same_padding(module: nn.Module, input_size: tuple[int, int]) -> nn.Module:
+    """Replace timm's TF-style dynamic "same" convolutions by a fixed ZeroPad2d + Conv2d, in place.
+
+    timm computes that padding from the input shape on every call, which traces into Shape / Gather /
+    Ceil / Pad arithmetic; the exported graph has fixed H, W, so the padding can be a constant.
+    """
+    try:
+        from timm.layers.conv2d_same import Conv2dSame
+        from timm.layers.padding import pad_same_arg
+    except ImportError:
+        return module
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def recorder(name: str):
+        def hook(_module: nn.Module, inputs: tuple) -> None:
+            sizes.setdefault(name, tuple(inputs[0].shape[-2:]))
+        return hook
+    hooks = [m.register_forward_pre_hook(recorder(name)) for name, m in module.named_modules()
+             if isinstance(m, Conv2dSame)]
+    if not hooks:
+        return module
+    with torch.no_grad():
+        module(torch.zeros(1, 3, *input_size))
+    for h in hooks:
+        h.remove()
+    for name, size in sizes.items():
+        conv = module.get_submodule(name)
+        plain = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation,
+                          conv.groups, conv.bias is not None)
+        plain.load_state_dict(conv.state_dict())
+        pad = pad_same_arg(list(size), list(conv.kernel_size), list(conv.stride), list(conv.dilation))
+        parent, _, leaf = name.rpartition(".")
+        setattr(module.get_submodule(parent) if parent else module, leaf, nn.Sequential(nn.ZeroPad2d(pad), plain))
+    return module
+
+
 def export_module(module: nn.Module, path: str, input_size: tuple[int, int], input_name: str,
                   output_names: list[str]) -> None:
     """Trace `module` (eval mode) into ONNX at `path` with a dynamic batch axis.
@@ -21,7 +58,7 @@ def export_module(module: nn.Module, path: str, input_size: tuple[int, int], inp
     Uses the TorchScript exporter (dynamo=False): in eval mode it folds BatchNorm into the convolutions
     and constant-folds the calibration arithmetic, and it is the exporter torchvision's detectors need.
     """
-    module.eval()
+    module = static_same_padding(copy.deepcopy(module).eval(), input_size)
     dummy = torch.zeros(2, 3, *input_size)
     axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
     with warnings.catch_warnings():
