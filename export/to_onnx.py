@@ -27,7 +27,8 @@ from training.data_lists import read_split
 
 def verification_batch(data_dir: str, split: str, count: int, cfg) -> np.ndarray:
     """The first `count` images of a split, preprocessed as the model expects."""
-    paths = read_split(data_dir, split).paths[:count]
+    paths = read_split(data_dir, split).paths
+    paths = paths[:count] if count > 0 else paths
     return preprocess_batch([read_image(p) for p in paths], cfg)
 
 
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="how DisAlign folds (see training/modeling/folded.py)")
     p.add_argument("--data", default=None, help="dataset for the parity check (default: the checkpoint's)")
     p.add_argument("--split", default="test")
-    p.add_argument("--verify-images", type=int, default=64)
+    p.add_argument("--verify-images", type=int, default=256, help="images checked (0: the whole split)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
     args = p.parse_args(argv)
 

@@ -58,3 +58,37 @@ def test_export_refuses_a_non_checkpoint(tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert export_main([str(bad), "-o", str(tmp_path / "y.onnx")]) == 2
     assert "not a readable torch checkpoint" in capsys.readouterr().err
+
+
+def test_cosine_head_trains_calibrates_and_exports(digits, tmp_path):
+    from training.train import main as train
+    s1, s2, out = tmp_path / "s1.pt", tmp_path / "s2.pt", tmp_path / "cos.onnx"
+    assert train(["stage1", "--data", str(digits), "--out", str(s1), "--epochs", "1", "--head", "cosine"]) == 0
+    assert train(["stage2", "--checkpoint", str(s1), "--data", str(digits), "--out", str(s2),
+                  "--min-steps", "20"]) == 0
+    cal = read_checkpoint(str(s2)).model.calibrator
+    assert not torch.equal(cal.alpha, torch.ones_like(cal.alpha))  # stage 2 really trained
+    assert export_main([str(s2), "-o", str(out), "--verify-images", "0"]) == 0
+    assert export_main([str(s2), "-o", str(tmp_path / "cosw.onnx"), "--fold-mode", "weights"]) == 0
+
+
+def test_stage2_refuses_an_already_calibrated_checkpoint(models, digits, tmp_path, capsys):
+    from training.train import main as train
+    assert train(["stage2", "--checkpoint", str(models["disalign"]), "--data", str(digits),
+                  "--out", str(tmp_path / "x.pt")]) == 2
+    assert "already calibrated" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("name", ["resnet18", "tf_efficientnet_lite0"])
+def test_other_backbones_build_and_run(name):
+    from training.modeling.classifier import LTClassifier
+    model = LTClassifier(name, "linear", 5).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 5)
+
+
+def test_wrong_input_shape_is_a_clear_error(models):
+    from ltdeploy.errors import InputShapeError
+    backend = OnnxRuntimeBackend(str(models["folded"]))
+    with pytest.raises(InputShapeError, match=r"expects shape \['batch', 3, 32, 32\], got \[1, 3, 64, 64\]"):
+        backend.run({"images": np.zeros((1, 3, 64, 64), np.float32)})
