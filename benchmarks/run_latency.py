@@ -35,9 +35,9 @@ class Target:
     times: dict[int, list[float]] = field(default_factory=dict)
 
 
-def onnx_target(path: str, threads: int) -> Target:
+def onnx_target(path: str, threads: int, spinning: bool) -> Target:
     """An engine through ltdeploy's backend (the code path `ltdeploy predict` uses)."""
-    backend = load_backend(path, threads=threads)
+    backend = load_backend(path, threads=threads, spinning=spinning)
     desc = backend.description
     name, out = desc.input_name, desc.output_names[0]
     return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.input_size, backend.provider)
@@ -74,8 +74,9 @@ def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, w
                 t.run(inputs[(t.input_size, b)])
             t.times[b] = []
     for r in range(rounds):
+        order = targets[r % len(targets):] + targets[:r % len(targets)]  # no target always runs first
         for b in batches:
-            for t in targets:
+            for t in order:
                 x = inputs[(t.input_size, b)]
                 for _ in range(runs):
                     start = time.perf_counter()
@@ -94,13 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=20, help="timed iterations per pair per round")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--spin", action="store_true",
+                   help="let ONNX Runtime's idle threads spin (off by default: spinning pools of interleaved "
+                        "sessions steal each other's cores)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.engine and not args.torch:
         p.error("give at least one --engine or --torch")
     batches = [int(b) for b in args.batch.split(",")]
     try:
-        targets = [onnx_target(e, args.threads) for e in args.engine] + \
+        targets = [onnx_target(e, args.threads, args.spin) for e in args.engine] + \
                   [torch_target(c, args.threads) for c in args.torch]
     except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -110,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "threads": args.threads, "onnxruntime": onnxruntime.__version__,
-           "precision": "fp32", "rounds": args.rounds, "runs_per_round": args.runs, "warmup": args.warmup}
+           "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs, "warmup": args.warmup}
     rows = []
     print(f"\n{env}\n")
     print(f"{'engine':<48} {'provider':<22} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "

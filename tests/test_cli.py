@@ -124,3 +124,12 @@ def test_info(models):
     assert "classification, 10 classes" in r.stdout and '"method": "disalign"' in r.stdout
     doc = json.loads(ltdeploy_cli("info", "--engine", str(models["folded"]), "--json").stdout)
     assert doc["preprocess"]["input_size"] == [32, 32] and len(doc["class_counts"]) == 10
+
+
+def test_cuda_request_without_cuda_provider_is_refused(models, images):
+    """ONNX Runtime silently falls back to CPU when CUDA is missing; we must say so and stop."""
+    import onnxruntime
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has a CUDA provider")
+    r = ltdeploy_cli("predict", images["good"][0], "--engine", str(models["folded"]), "--device", "cuda")
+    assert r.returncode == 2 and "CUDA was requested" in r.stderr and "Traceback" not in r.stderr

@@ -9,7 +9,7 @@ from ltdeploy.errors import EngineError
 SUFFIXES = {".onnx": "onnxruntime", ".trt": "tensorrt", ".engine": "tensorrt", ".plan": "tensorrt"}
 
 
-def load_backend(path: str, device: str = "cpu", threads: int = 0) -> Backend:
+def load_backend(path: str, device: str = "cpu", threads: int = 0, spinning: bool = True) -> Backend:
     """Open an engine by its suffix: .onnx → ONNX Runtime; .trt / .engine / .plan → TensorRT."""
     suffix = os.path.splitext(path)[1].lower()
     kind = SUFFIXES.get(suffix)
@@ -20,7 +20,7 @@ def load_backend(path: str, device: str = "cpu", threads: int = 0) -> Backend:
         raise EngineError(f"{path}: no such engine file")
     if kind == "onnxruntime":
         from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(path, device=device, threads=threads)
+        return OnnxRuntimeBackend(path, device=device, threads=threads, spinning=spinning)
     from ltdeploy.backends.tensorrt import TensorRTBackend
     return TensorRTBackend(path, device="cuda" if device == "cpu" else device, threads=threads)
 

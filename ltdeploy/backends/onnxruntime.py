@@ -22,7 +22,7 @@ def _import_ort():
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file exported by ltdeploy, whose description sits in the ONNX metadata."""
 
-    def __init__(self, path: str, device: str = "cpu", threads: int = 0) -> None:
+    def __init__(self, path: str, device: str = "cpu", threads: int = 0, spinning: bool = True) -> None:
         ort = _import_ort()
         self.path = path
         if not os.path.isfile(path):
@@ -36,6 +36,10 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        if not spinning:
+            # Idle pool threads otherwise spin for a while after each run, stealing cores from whatever
+            # runs next (another session in a benchmark, the decoding threads in predict).
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=wanted)
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
