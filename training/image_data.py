@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
@@ -49,10 +48,3 @@ def make_loader(split: Split, cfg: PreprocessConfig, batch_size: int, shuffle: b
     return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
                       num_workers=0 if small else workers, drop_last=False)
 
-
-def loader_labels(loader: DataLoader) -> np.ndarray:
-    """Labels of a non-shuffled loader's dataset, in order."""
-    ds = loader.dataset
-    if isinstance(ds, TensorDataset):
-        return ds.tensors[1].numpy()
-    return ds.split.labels

@@ -17,8 +17,8 @@ from training.modeling.calibration import DisAlign
 class Stage2Method:
     """A calibration method: how to build its module and how to train it on frozen features."""
 
-    build: Callable[[int, int], nn.Module]
-    fit: Callable[[nn.Module, "torch.nn.Module", dict, argparse.Namespace], dict]
+    build: Callable[[int, int], nn.Module]  # (feature dim d, classes K) → calibrator(feat, z) → logits
+    fit: Callable[[nn.Module, nn.Module, dict, argparse.Namespace], dict]  # (calibrator, model, data, args) → log
 
 
 def _fit_disalign(calibrator: nn.Module, model: nn.Module, data: dict, args: argparse.Namespace) -> dict:
