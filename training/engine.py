@@ -79,20 +79,18 @@ def predict_logits(model: nn.Module, loader: DataLoader, desc: str = "predict") 
 
 
 def fit_on_features(forward: Callable[[torch.Tensor], torch.Tensor], params: list[nn.Parameter],
-                    loss_fn: nn.Module, data: dict, args: argparse.Namespace) -> dict:
+                    loss_fn: nn.Module, epoch_batches: Callable[[], Iterable], steps_per_epoch: int,
+                    args: argparse.Namespace) -> dict:
     """Train `params` so that forward(features) fits the labels under loss_fn.
 
-    data["batches"](epoch) yields (features, labels) batches: shuffled cached features, or features
-    recomputed from augmented images when stage 2 runs with augmentation.
+    epoch_batches() yields one epoch of (features, labels) batches (see stage2_data.py).
     """
-    steps = args.epochs * data["steps_per_epoch"]
-    opt, sched = cosine_sgd(params, args.lr, args.wd, steps)
+    opt, sched = cosine_sgd(params, args.lr, args.wd, args.epochs * steps_per_epoch)
     log, start = [], time.perf_counter()
     bar = tqdm(range(args.epochs), desc=f"stage 2 ({args.method})", unit="epoch")
     for epoch in bar:
         loss_sum, total = 0.0, 0
-        batches: Iterable = data["batches"](epoch)
-        for feat, y in batches:
+        for feat, y in epoch_batches():
             loss = loss_fn(forward(feat), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

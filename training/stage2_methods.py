@@ -1,42 +1,105 @@
-"""Stage-2 calibration methods: name → (calibrator module, trainer). New methods register here."""
+"""Stage-2 calibration methods on a frozen stage-1 model: name → (calibrator builder, trainer).
+
+Every method produces a calibrator with `forward(feat, z)` and `fold(head, mode)`; new methods register
+in METHODS. Sampling and losses follow METHOD.md §3-4: DisAlign and the G-RW classifier use instance
+sampling with the G-RW loss; cRT and LWS use class-balanced sampling with plain cross-entropy.
+"""
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
 from training.engine import fit_on_features
 from training.grw_loss import GRWLoss
+from training.modeling.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
 from training.modeling.calibration import DisAlign
+
+TAU_GRID = [round(0.1 * i, 1) for i in range(21)]  # tau-norm search range, 0 .. 2
 
 
 @dataclass(frozen=True)
 class Stage2Method:
-    """A calibration method: how to build its module and how to train it on frozen features."""
+    """A calibration method: how to build its module, how to fit it, and what it is."""
 
     build: Callable[[int, int], nn.Module]  # (feature dim d, classes K) → calibrator(feat, z) → logits
-    fit: Callable[[nn.Module, nn.Module, dict, argparse.Namespace], dict]  # (calibrator, model, data, args) → log
+    fit: Callable[[nn.Module, nn.Module, object, argparse.Namespace], dict]  # (calibrator, model, data, args)
+    summary: str
 
 
-def _fit_disalign(calibrator: nn.Module, model: nn.Module, data: dict, args: argparse.Namespace) -> dict:
-    """Train alpha, beta and the confidence on frozen features with the G-RW loss."""
-    loss = GRWLoss(data["counts"], args.rho)
-
+def _sgd_fit(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace, loss: nn.Module,
+             balanced: bool) -> dict:
     def forward(feat: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             z = model.head(feat)
         return calibrator(feat, z)
 
-    log = fit_on_features(forward, list(calibrator.parameters()), loss, data, args)
-    return {"rho": args.rho, "grw_weights": [round(float(w), 6) for w in loss.weight], **log}
+    params = [p for p in calibrator.parameters() if p.requires_grad]
+    log = fit_on_features(forward, params, loss, lambda: data.batches(balanced), data.steps_per_epoch, args)
+    return {"sampling": "class-balanced" if balanced else "instance", **log}
+
+
+def _fit_grw(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace) -> dict:
+    loss = GRWLoss(data.counts, args.rho)
+    info = _sgd_fit(calibrator, model, data, args, loss, balanced=False)
+    return {"rho": args.rho, "grw_weights": [round(float(w), 6) for w in loss.weight], **info}
+
+
+def _fit_balanced_ce(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace) -> dict:
+    return _sgd_fit(calibrator, model, data, args, nn.CrossEntropyLoss(), balanced=True)
+
+
+def _fit_tau_norm(calibrator: TauNorm, model: nn.Module, data, args: argparse.Namespace) -> dict:
+    """Pick tau by balanced top-1 on the validation split (never test)."""
+    feats, labels = data.val_features()
+    scores = {}
+    for tau in TAU_GRID:
+        calibrator.set_tau(model.head, tau)
+        with torch.no_grad():
+            pred = calibrator(feats, None).argmax(1)
+        per_class = [float((pred[labels == c] == c).float().mean()) for c in labels.unique()]
+        scores[tau] = float(np.mean(per_class))
+    best = max(TAU_GRID, key=lambda t: (scores[t], -t))
+    calibrator.set_tau(model.head, best)
+    return {"tau": best, "val_top1_by_tau": scores}
+
+
+def _fit_ncm(calibrator: NCM, model: nn.Module, data, args: argparse.Namespace) -> dict:
+    feats, labels = data.features()
+    calibrator.set_means(feats, labels, len(data.counts))
+    return {"classes_with_means": int((calibrator.means.abs().sum(1) > 0).sum())}
+
+
+def _fit_logit_adjust(calibrator: LogitAdjust, model: nn.Module, data, args: argparse.Namespace) -> dict:
+    calibrator.set_prior(data.counts, args.tau)
+    return {"tau": args.tau}
+
+
+def _disalign(learn_alpha: bool, learn_beta: bool) -> Callable[[int, int], nn.Module]:
+    def build(d: int, k: int) -> nn.Module:
+        cal = DisAlign(d, k)
+        cal.alpha.requires_grad_(learn_alpha)
+        cal.beta.requires_grad_(learn_beta)
+        return cal
+    return build
 
 
 METHODS: dict[str, Stage2Method] = {
-    "disalign": Stage2Method(build=DisAlign, fit=_fit_disalign),
+    "disalign": Stage2Method(_disalign(True, True), _fit_grw, "DisAlign: alpha, beta, sigma(x), G-RW"),
+    "disalign-magnitude": Stage2Method(_disalign(True, False), _fit_grw, "DisAlign, beta fixed at 0 (G-RW)"),
+    "disalign-margin": Stage2Method(_disalign(False, True), _fit_grw, "DisAlign, alpha fixed at 1 (G-RW)"),
+    "grw-classifier": Stage2Method(RetrainedClassifier, _fit_grw, "classifier re-trained with G-RW, no calibration"),
+    "crt": Stage2Method(RetrainedClassifier, _fit_balanced_ce, "cRT: classifier re-trained, class-balanced"),
+    "lws": Stage2Method(LWS, _fit_balanced_ce, "LWS: per-class logit scale, class-balanced"),
+    "tau-norm": Stage2Method(TauNorm, _fit_tau_norm, "tau-normalised weights, tau chosen on val"),
+    "ncm": Stage2Method(NCM, _fit_ncm, "nearest class mean on centred, normalised features"),
+    "logit-adjust": Stage2Method(LogitAdjust, _fit_logit_adjust, "post-hoc logit adjustment z - tau log prior"),
 }
+TRAINED = {"disalign", "disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws"}
 
 
 def build_calibrator(name: str, in_features: int, num_classes: int) -> nn.Module:

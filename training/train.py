@@ -5,8 +5,10 @@
         --data data/digits-lt --out runs/digits/disalign.pt
 
 Stage 1 trains backbone and head jointly (instance-balanced, cross-entropy). Stage 2 freezes all of
-stage 1 (BatchNorm statistics included) and trains only a calibration method's parameters, on cached
+stage 1 (BatchNorm statistics included) and fits only a calibration method's parameters, on cached
 features unless --augment asks for augmented images through the frozen backbone every epoch.
+Methods: disalign (default), its ablations disalign-magnitude / disalign-margin, grw-classifier, crt,
+lws, tau-norm, ncm, logit-adjust.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import argparse
 import datetime
 import os
 import sys
+import time
 
 import torch
 
@@ -22,13 +25,14 @@ from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
 from training.data_lists import read_split
-from training.engine import augment, extract_features, predict_logits, train_stage1
+from training.engine import predict_logits, train_stage1
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
 from training.modeling.backbones import BACKBONES
 from training.modeling.classifier import LTClassifier
 from training.modeling.heads import HEADS
-from training.stage2_methods import METHODS, build_calibrator
+from training.stage2_data import Stage2Data
+from training.stage2_methods import METHODS, TRAINED, build_calibrator
 
 # The eval transform each backbone family expects: (input size, resize short side, interpolation, mean, std).
 PREPROCESS_DEFAULTS = {
@@ -91,34 +95,8 @@ def run_stage1(args: argparse.Namespace) -> int:
     return 0
 
 
-def stage2_batches(model: LTClassifier, args: argparse.Namespace, train, cfg: PreprocessConfig) -> dict:
-    """Per-epoch (features, labels) batches: from a feature cache, or recomputed from augmented images."""
-    gen = torch.Generator().manual_seed(args.seed)
-    if not args.augment:
-        loader = make_loader(train, cfg, 256, shuffle=False, workers=args.workers, desc="train")
-        feats, labels = extract_features(model, loader, desc="cache features")
-        n = len(labels)
-
-        def cached(epoch: int):
-            perm = torch.randperm(n, generator=gen)
-            for i in range(0, n, args.batch_size):
-                idx = perm[i:i + args.batch_size]
-                yield feats[idx], labels[idx]
-        return {"batches": cached, "steps_per_epoch": -(-n // args.batch_size)}
-
-    loader = make_loader(train, cfg, args.batch_size, shuffle=True, workers=args.workers, seed=args.seed,
-                         desc="train")
-
-    def augmented(epoch: int):
-        for x, y in loader:
-            with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
-                feat = model.forward_features(augment(x, args.shift, args.hflip, gen))
-            yield feat, y
-    return {"batches": augmented, "steps_per_epoch": len(loader)}
-
-
 def run_stage2(args: argparse.Namespace) -> int:
-    """Freeze a stage-1 checkpoint and train a calibration method on top of it."""
+    """Freeze a stage-1 checkpoint and fit a calibration method on top of it."""
     torch.manual_seed(args.seed)
     ck = read_checkpoint(args.checkpoint)
     model, desc = ck.model, ck.description
@@ -127,30 +105,34 @@ def run_stage2(args: argparse.Namespace) -> int:
               "checkpoint", file=sys.stderr)
         return 2
     train = read_split(args.data, "train", num_classes=desc.num_classes)
-    counts = train.class_counts()  # from the training annotations, never from an external file
     model.freeze_stage1()
+    data = Stage2Data(model, train, desc.preprocess, args)
     calibrator = build_calibrator(args.method, model.feat_dim, desc.num_classes)
     model.calibrator = calibrator
-    data = stage2_batches(model, args, train, desc.preprocess)
-    data["counts"] = counts
-    # Small sets give few steps per epoch: run at least --min-steps iterations (recorded in the checkpoint).
-    args.epochs = max(args.epochs, -(-args.min_steps // data["steps_per_epoch"]))
-    print(f"stage 2: {args.method}, {args.epochs} epochs x {data['steps_per_epoch']} steps, rho {args.rho}, "
-          f"{'augmented images' if args.augment else 'cached features'}")
+    if args.method in TRAINED:
+        # Small sets give few steps per epoch: run at least --min-steps iterations (recorded in the checkpoint).
+        args.epochs = max(args.epochs, -(-args.min_steps // data.steps_per_epoch))
+        source = "augmented images" if args.augment else ("cached features" if data.cached else "recomputed features")
+        print(f"stage 2: {args.method}, {args.epochs} epochs x {data.steps_per_epoch} steps, rho {args.rho}, {source}")
+    start = time.perf_counter()
     model.train()
     info = METHODS[args.method].fit(calibrator, model, data, args)
     model.eval()
-    history = {"stage2": info, "args": vars(args)}
-    history["val"] = report(model, args, desc.preprocess, counts, tuple(desc.group_thresholds), args.method)
-    calibration = {"method": args.method, "rho": args.rho, "epochs": args.epochs,
-                   "steps": args.epochs * data["steps_per_epoch"], "lr": args.lr,
-                   "augment": args.augment, "stage1_sha256": file_sha256(args.checkpoint)}
+    seconds = round(time.perf_counter() - start, 2)
+    history = {"stage2": {**info, "seconds_total": seconds}, "args": vars(args)}
+    history["val"] = report(model, args, desc.preprocess, data.counts, tuple(desc.group_thresholds), args.method)
+    calibration = {"method": args.method, "stage1_sha256": file_sha256(args.checkpoint)}
+    if args.method in TRAINED:
+        calibration.update(epochs=args.epochs, steps=args.epochs * data.steps_per_epoch, lr=args.lr,
+                           augment=args.augment)
+    calibration.update({k: info[k] for k in ("rho", "tau", "sampling") if k in info})
     new_desc = ModelDescription(
-        task=desc.task, class_names=desc.class_names, class_counts=counts, group_thresholds=desc.group_thresholds,
-        preprocess=desc.preprocess, input_name=desc.input_name, output_names=desc.output_names,
-        calibration=calibration, provenance=provenance(args, "stage2", stage1=desc.provenance))
+        task=desc.task, class_names=desc.class_names, class_counts=data.counts,
+        group_thresholds=desc.group_thresholds, preprocess=desc.preprocess, input_name=desc.input_name,
+        output_names=desc.output_names, calibration=calibration,
+        provenance=provenance(args, "stage2", stage1=desc.provenance))
     sha = save_checkpoint(args.out, model, new_desc, history)
-    print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {info['seconds']} s")
+    print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {seconds} s")
     return 0
 
 
@@ -189,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--epochs", type=int, default=10)
     s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
     s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
+    s2.add_argument("--no-cache", action="store_true", help="recompute features every epoch (for timing)")
+    s2.add_argument("--tau", type=float, default=1.0, help="logit-adjust: strength of the prior correction")
     return p
 
 

@@ -3,7 +3,8 @@
 DisAlign gives zhat = z + sig(x) * ((alpha - 1) * z + beta) (METHOD.md §6); with a1 = alpha - 1:
 - "affine":  Gemm with K+1 rows [W; v] gives z and the confidence logit; zhat = z + sig * (a1 * z + beta).
 - "weights": Gemm with 2K+1 rows [W; diag(a1) W; v], bias [b; a1 * b + beta; c]; zhat = z + sig * z2.
-- "plain":   no input-dependent calibration (stage 1, or per-class affine maps folded into W, b).
+- "plain":   no input-dependent calibration (stage 1, or per-class affine maps folded into W, b);
+             with `center` (NCM) the feature is centred before the Gemm and the normalisation.
 Cosine heads: W is normalised and scaled offline; sig must see the raw feature, so the Gemm runs on raw
 x and the class columns are divided by |x| afterwards (a per-class bias is then added after the division).
 """
@@ -21,7 +22,8 @@ class FoldedHead(nn.Module):
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, num_classes: int, mode: str = "plain",
                  cosine: bool = False, post_bias: torch.Tensor | None = None,
-                 a1: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> None:
+                 a1: torch.Tensor | None = None, beta: torch.Tensor | None = None,
+                 center: torch.Tensor | None = None) -> None:
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"unknown fold mode {mode!r}; choose from {', '.join(MODES)}")
@@ -31,11 +33,15 @@ class FoldedHead(nn.Module):
             self.gemm.bias.copy_(bias)
         self.num_classes, self.mode, self.cosine = num_classes, mode, cosine
         self.n_cls = {"plain": 1, "affine": 1, "weights": 2}[mode] * num_classes
-        for name, t in (("post_bias", post_bias), ("a1", a1), ("beta", beta)):
+        if center is not None and mode != "plain":
+            raise ValueError("a centred feature goes with the plain mode only")
+        for name, t in (("post_bias", post_bias), ("a1", a1), ("beta", beta), ("center", center)):
             self.register_buffer(name, None if t is None else t.detach().clone().reshape(1, -1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (N, K)."""
+        if self.center is not None:
+            x = x - self.center
         out = self.gemm(x)
         cls = out if self.mode == "plain" else out[:, :self.n_cls]
         if self.cosine:

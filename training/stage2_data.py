@@ -1,0 +1,80 @@
+"""What stage 2 trains on: frozen features of the training split, from a cache or recomputed.
+
+The backbone is frozen (eval mode) and stage 2 uses no augmentation by default, so features are
+computed once and every epoch reads the cache (`--no-cache` recomputes them each epoch, the way the
+reference code does; `--augment` recomputes them from augmented images).
+"""
+from __future__ import annotations
+
+import argparse
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from ltdeploy.preprocess import PreprocessConfig
+from training.data_lists import Split, read_split
+from training.engine import augment, extract_features
+from training.image_data import make_loader
+from training.modeling.classifier import LTClassifier
+
+
+class Stage2Data:
+    """Per-epoch (features, labels) batches, instance- or class-balanced."""
+
+    def __init__(self, model: LTClassifier, train: Split, cfg: PreprocessConfig, args: argparse.Namespace) -> None:
+        self.model, self.train, self.cfg, self.args = model, train, cfg, args
+        self.counts = train.class_counts()  # from the training annotations, never from an external file
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.cached = not (args.augment or args.no_cache)
+        self.labels = torch.from_numpy(train.labels)
+        self.images = make_loader(train, cfg, 256, shuffle=False, workers=args.workers, desc="train").dataset
+        self._features: torch.Tensor | None = None
+        self._val: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Batches per epoch."""
+        return -(-len(self.labels) // self.args.batch_size)
+
+    def features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Un-augmented training features (N, d) and labels, computed once."""
+        if self._features is None:
+            loader = DataLoader(self.images, batch_size=256, shuffle=False)
+            self._features, _ = extract_features(self.model, loader, desc="cache features")
+        return self._features, self.labels
+
+    def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validation features and labels (for choosing hyper-parameters such as tau; never test)."""
+        if self._val is None:
+            val = read_split(self.args.data, "val", num_classes=len(self.counts))
+            self._val = extract_features(self.model, make_loader(val, self.cfg, 256, shuffle=False, desc="val"),
+                                         desc="val features")
+        return self._val
+
+    def _order(self, balanced: bool) -> torch.Tensor:
+        n = len(self.labels)
+        if not balanced:
+            return torch.randperm(n, generator=self.gen)
+        per_sample = 1.0 / torch.as_tensor(self.counts, dtype=torch.float64)[self.labels]
+        return torch.multinomial(per_sample, n, replacement=True, generator=self.gen)
+
+    def batches(self, balanced: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One epoch of (features, labels): shuffled (instance-balanced) or class-balanced sampling."""
+        order = self._order(balanced)
+        bs = self.args.batch_size
+        if self.cached:
+            feats, labels = self.features()
+            for i in range(0, len(order), bs):
+                idx = order[i:i + bs]
+                yield feats[idx], labels[idx]
+            return
+        small = isinstance(self.images, TensorDataset)
+        loader = DataLoader(self.images, batch_size=bs, sampler=order.tolist(),
+                            num_workers=0 if small else self.args.workers)
+        for x, y in loader:
+            with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
+                if self.args.augment:
+                    x = augment(x, self.args.shift, self.args.hflip, self.gen)
+                feat = self.model.forward_features(x)
+            yield feat, y
