@@ -92,3 +92,17 @@ def test_wrong_input_shape_is_a_clear_error(models):
     backend = OnnxRuntimeBackend(str(models["folded"]))
     with pytest.raises(InputShapeError, match=r"expects shape \['batch', 3, 32, 32\], got \[1, 3, 64, 64\]"):
         backend.run({"images": np.zeros((1, 3, 64, 64), np.float32)})
+
+
+@pytest.mark.parametrize("method", ["disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws",
+                                    "tau-norm", "ncm", "logit-adjust"])
+def test_every_method_trains_and_exports_with_parity(models, digits, tmp_path, method):
+    from training.train import main as train
+    ck, out = tmp_path / f"{method}.pt", tmp_path / f"{method}.onnx"
+    assert train(["stage2", "--method", method, "--checkpoint", str(models["stage1"]), "--data", str(digits),
+                  "--out", str(ck), "--min-steps", "20"]) == 0
+    assert export_main([str(ck), "-o", str(out), "--verify-images", "0"]) == 0
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("Gemm") == 1  # folded: one matmul for head and calibration
+    assert ("Sigmoid" in ops) == method.startswith("disalign")  # every baseline is a plain Gemm
+    assert OnnxRuntimeBackend(str(out)).description.calibration["method"] == method

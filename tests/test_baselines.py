@@ -1,0 +1,96 @@
+import argparse
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.modeling.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
+from training.modeling.heads import CosineHead, LinearHead
+from training.stage2_methods import METHODS, build_calibrator
+
+torch.manual_seed(0)
+D, K = 12, 6
+
+
+def heads():
+    return [LinearHead(D, K), CosineHead(D, K)]
+
+
+def test_tau_norm_matches_formula_and_drops_bias():
+    head = LinearHead(D, K)
+    cal = TauNorm(D, K)
+    cal.set_tau(head, 0.7)
+    x = torch.randn(5, D)
+    w = head.weight / head.weight.norm(dim=1, keepdim=True) ** 0.7
+    assert torch.allclose(cal(x, None), x @ w.T, atol=1e-6)
+    cal.set_tau(head, 0.0)
+    assert torch.allclose(cal(x, None), head(x) - head.bias, atol=1e-6)
+
+
+def test_logit_adjustment_matches_formula():
+    cal = LogitAdjust(D, K)
+    counts = [100, 50, 20, 10, 5, 1]
+    cal.set_prior(counts, tau=1.5)
+    z = torch.randn(3, K)
+    prior = torch.tensor(counts, dtype=torch.float32) / sum(counts)
+    assert torch.allclose(cal(None, z), z - 1.5 * prior.log(), atol=1e-5)
+
+
+def test_ncm_scores_are_negative_squared_distances():
+    cal = NCM(D, K)
+    feats, labels = torch.randn(60, D), torch.arange(60) % K
+    cal.set_means(feats, labels, K)
+    x = torch.randn(4, D)
+    xn = F.normalize(x - feats.mean(0), dim=1)
+    means = torch.stack([F.normalize(feats[labels == c] - feats.mean(0), dim=1).mean(0) for c in range(K)])
+    expected = -((xn[:, None, :] - means[None]) ** 2).sum(-1)
+    assert torch.allclose(cal(x, None), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("make", [LWS, TauNorm, NCM, LogitAdjust, RetrainedClassifier])
+@pytest.mark.parametrize("head", heads(), ids=["linear", "cosine"])
+def test_every_baseline_folds_exactly(make, head):
+    cal = make(D, K)
+    with torch.no_grad():
+        if isinstance(cal, LWS):
+            cal.scale.uniform_(0.5, 2)
+        elif isinstance(cal, TauNorm):
+            cal.set_tau(head, 1.3)
+        elif isinstance(cal, NCM):
+            cal.set_means(torch.randn(40, D), torch.arange(40) % K, K)
+        elif isinstance(cal, LogitAdjust):
+            cal.set_prior([50, 20, 9, 4, 2, 1], 1.0)
+    x = 2 * torch.randn(7, D)
+    with torch.no_grad():
+        assert torch.allclose(cal.fold(head)(x), cal(x, head(x)), atol=1e-5)
+
+
+def test_disalign_ablations_freeze_the_right_parameter():
+    mag = build_calibrator("disalign-magnitude", D, K)
+    margin = build_calibrator("disalign-margin", D, K)
+    assert mag.alpha.requires_grad and not mag.beta.requires_grad
+    assert margin.beta.requires_grad and not margin.alpha.requires_grad
+    lws = build_calibrator("lws", D, K)
+    assert [n for n, p in lws.named_parameters() if p.requires_grad] == ["scale"]
+    assert all(m.summary for m in METHODS.values())
+
+
+def test_class_balanced_sampling_is_balanced(digits):
+    from training.data_lists import read_split
+    from training.modeling.classifier import LTClassifier
+    from training.stage2_data import Stage2Data
+    from training.train import PREPROCESS_DEFAULTS
+    from ltdeploy.preprocess import PreprocessConfig
+
+    size, short, interp, mean, std = PREPROCESS_DEFAULTS["small_cnn"]
+    args = argparse.Namespace(seed=0, augment=False, no_cache=False, workers=0, batch_size=64, data=str(digits),
+                              shift=0, hflip=False)
+    model = LTClassifier("small_cnn", "linear", 10)
+    model.freeze_stage1()
+    data = Stage2Data(model, read_split(str(digits), "train"), PreprocessConfig((size, size), short, interp, mean,
+                                                                                std), args)
+    seen = torch.cat([y for _ in range(20) for _, y in data.batches(balanced=True)])
+    share = torch.bincount(seen, minlength=10).float() / len(seen)
+    assert share.min() > 0.07 and share.max() < 0.13  # about 1/10 each, although counts span 104..2
+    plain = torch.cat([y for _, y in data.batches(balanced=False)])
+    assert torch.equal(torch.bincount(plain, minlength=10), torch.tensor(data.counts))
