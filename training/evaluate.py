@@ -2,6 +2,8 @@
 
     python training/evaluate.py runs/digits/disalign.pt --data data/digits-lt
     python training/evaluate.py runs/digits/disalign.onnx --data data/digits-lt --json runs/digits/eval.json
+    python training/evaluate.py runs/digits/disalign.pt --data data/digits-lt --compare runs/digits/stage1.pt \
+        --plots runs/digits/plots
 
 Prints top-1 overall (mean of per-class accuracies on the balanced split) and on many / medium / few
 classes (thresholds from the model's description), and per-class accuracy against training count.
@@ -23,27 +25,66 @@ from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_a
 from training.image_data import make_loader
 
 
-def model_logits(model_path: str, data_dir: str, split: str, batch_size: int) -> tuple[np.ndarray, np.ndarray,
-                                                                                        ModelDescription]:
-    """Logits (N, K), labels (N,) and the model's description, for a .pt or .onnx model."""
+def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
+    """Logits (N, K), labels (N,), the description and, for a DisAlign checkpoint, sigma(x) (N,)."""
+    sigma = None
     if model_path.endswith(".onnx"):
         from ltdeploy.predictor import Predictor
         predictor = Predictor(model_path)
         desc = predictor.description
-        run = lambda x: predictor.logits(x.numpy())  # noqa: E731
+        data = read_split(data_dir, split, num_classes=desc.num_classes)
+        loader = make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)
+        logits = np.concatenate([predictor.logits(x.numpy()) for x, _ in loader])
     else:
         import torch
         from training.checkpoint import read_checkpoint
         ck = read_checkpoint(model_path)
-        desc = ck.description
+        desc, model = ck.description, ck.model
+        data = read_split(data_dir, split, num_classes=desc.num_classes)
+        loader = make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)
+        outs, sigmas = [], []
+        with torch.no_grad():
+            for x, _ in loader:
+                feat = model.forward_features(x)
+                outs.append(model.forward_head(feat).numpy())
+                if hasattr(model.calibrator, "sigma"):
+                    sigmas.append(model.calibrator.sigma(feat)[:, 0].numpy())
+        logits = np.concatenate(outs)
+        sigma = np.concatenate(sigmas) if sigmas else None
+    return {"logits": logits, "labels": data.labels, "description": desc, "sigma": sigma}
 
-        def run(x):
-            with torch.no_grad():
-                return ck.model(x).numpy()
-    data = read_split(data_dir, split, num_classes=desc.num_classes)
-    loader = make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)
-    logits = np.concatenate([run(x) for x, _ in loader])
-    return logits, data.labels, desc
+
+def write_plots(folder: str, name: str, out: dict, acc: dict, compare: dict | None) -> list[str]:
+    """Per-class accuracy vs training count (against --compare when given), confusion, sigma(x)."""
+    from training import plots
+
+    desc = out["description"]
+    curves = {}
+    if compare is not None:
+        curves[compare["name"]] = compare["acc"]["per_class"]
+    curves[name] = acc["per_class"]
+    written = [plots.per_class_accuracy(curves, desc.class_counts, tuple(desc.group_thresholds),
+                                        os.path.join(folder, f"{name}_per_class.png")),
+               plots.confusion_matrix(out["logits"].argmax(1), out["labels"], desc.class_counts,
+                                      os.path.join(folder, f"{name}_confusion.png"), title=f"{name}: confusion")]
+    if out["sigma"] is not None:
+        written.append(plots.sigma_distribution(out["sigma"], desc.groups, out["labels"],
+                                                os.path.join(folder, f"{name}_sigma.png")))
+    return written
+
+
+def evaluate(model_path: str, data_dir: str, split: str = "test", batch_size: int = 128) -> tuple[dict, dict]:
+    """(model outputs, long-tail accuracy) of one model on one split."""
+    out = model_outputs(model_path, data_dir, split, batch_size)
+    desc = out["description"]
+    acc = long_tail_accuracy(out["logits"].argmax(1), out["labels"], desc.class_counts,
+                             tuple(desc.group_thresholds))
+    return out, acc
+
+
+def model_name(path: str) -> str:
+    """File name without folder and suffix, for tables and plot names."""
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,22 +96,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--json", default=None, help="write the full result (per-class included) here")
     p.add_argument("--per-class", action="store_true", help="print per-class accuracy too")
+    p.add_argument("--plots", default=None, help="write per-class / confusion / sigma(x) plots to this folder")
+    p.add_argument("--compare", default=None, help="a second model (e.g. stage 1) to draw beside this one")
     args = p.parse_args(argv)
     try:
-        logits, labels, desc = model_logits(args.model, args.data, args.split, args.batch_size)
+        out, acc = evaluate(args.model, args.data, args.split, args.batch_size)
+        compare = None
+        if args.compare:
+            compare = {"name": model_name(args.compare), "acc": evaluate(args.compare, args.data, args.split,
+                                                                         args.batch_size)[1]}
     except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    acc = long_tail_accuracy(logits.argmax(1), labels, desc.class_counts, tuple(desc.group_thresholds))
+    desc = out["description"]
     many, few = desc.group_thresholds
-    print(f"{args.split}: {len(labels)} images, {desc.num_classes} classes; groups by training images: "
+    print(f"{args.split}: {len(out['labels'])} images, {desc.num_classes} classes; groups by training images: "
           f"many > {many} ({acc['many_classes']}), medium {few}-{many} ({acc['medium_classes']}), "
           f"few < {few} ({acc['few_classes']})")
     print(ACCURACY_HEADER)
+    if compare is not None:
+        print(format_accuracy(compare["name"], compare["acc"]))
     print(format_accuracy(os.path.basename(args.model), acc))
     if args.per_class:
         for name, n, a, g in zip(desc.class_names, desc.class_counts, acc["per_class"], desc.groups):
             print(f"  {name:<24} train {n:5d}  {g:<6}  {'-' if a is None else f'{100 * a:6.2f}'}")
+    if args.plots:
+        for path in write_plots(args.plots, model_name(args.model), out, acc, compare):
+            print(f"wrote {path}")
     if args.json:
         result = {"model": args.model, "split": args.split, "calibration": desc.calibration,
                   "class_names": desc.class_names, "class_counts": desc.class_counts, **acc}

@@ -1,0 +1,102 @@
+"""The pictures people look at: per-class accuracy against training count, confusion matrix, sigma(x)
+distribution, and the rho curve. matplotlib is imported only when a plot is drawn."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str) -> str:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+    return path
+
+
+def per_class_accuracy(curves: dict[str, list[float | None]], counts: list[int], thresholds: tuple[int, int],
+                       path: str, title: str = "") -> str:
+    """Per-class top-1 (y) of each model against the class's training images (x, log), as the paper's Fig. 1."""
+    plt = _pyplot()
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax2 = ax.twinx()
+    ax2.bar(np.arange(len(order)), np.asarray(counts)[order], color="0.85", width=1.0, zorder=0)
+    ax2.set_yscale("log")
+    ax2.set_ylabel("training images")
+    ax.set_zorder(ax2.get_zorder() + 1)
+    ax.patch.set_visible(False)
+    for name, acc in curves.items():
+        a = np.array([np.nan if v is None else 100 * v for v in acc])[order]
+        ax.plot(np.arange(len(order)), a, marker="o", ms=3, lw=1.2, label=f"{name} (mean {np.nanmean(a):.1f}%)")
+    many, few = thresholds
+    sorted_counts = np.asarray(counts)[order]
+    for thr, label in ((many, "many | medium"), (few - 1, "medium | few")):
+        idx = int(np.searchsorted(-sorted_counts, -thr, side="right"))
+        ax.axvline(idx - 0.5, color="0.4", ls="--", lw=0.8)
+        ax.text(idx - 0.4, 102, label, fontsize=7, color="0.3")
+    ax.set_ylim(0, 108)
+    ax.set_xlabel("classes, most to least frequent in training")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title(title or "per-class accuracy against training frequency")
+    ax.legend(loc="lower left", fontsize=8)
+    return _save(fig, path)
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, counts: list[int], path: str, title: str = "") -> str:
+    """Row-normalised confusion matrix, classes ordered from most to least frequent in training."""
+    plt = _pyplot()
+    k = len(counts)
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    rank = np.empty(k, int)
+    rank[order] = np.arange(k)
+    m = np.zeros((k, k))
+    np.add.at(m, (rank[labels], rank[pred]), 1)
+    m /= np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    ax.set_xlabel("predicted class (by training frequency)")
+    ax.set_ylabel("true class (by training frequency)")
+    ax.set_title(title or "confusion matrix (rows sum to 1)")
+    return _save(fig, path)
+
+
+def sigma_distribution(sigma: np.ndarray, groups: list[str], labels: np.ndarray, path: str) -> str:
+    """Histogram of DisAlign's confidence sigma(x) over the test set, split by the true class's group."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    g = np.asarray(groups)[labels]
+    bins = np.linspace(0, 1, 41)
+    for name in ("many", "medium", "few"):
+        sel = sigma[g == name]
+        if sel.size:
+            ax.hist(sel, bins=bins, alpha=0.55, label=f"{name} (median {np.median(sel):.2f})")
+    ax.set_xlabel("sigma(x)")
+    ax.set_ylabel("test images")
+    ax.set_title("DisAlign confidence over the test set")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def rho_curve(rhos: list[float], rows: dict[str, tuple[list[float], list[float]]], path: str) -> str:
+    """Top-1 (mean ± std over seeds) against the G-RW scale rho, one line per metric."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for name, (mean, std) in rows.items():
+        mean, std = np.asarray(mean) * 100, np.asarray(std) * 100
+        ax.errorbar(rhos, mean, yerr=std, marker="o", capsize=3, label=name)
+    ax.axvline(1.0, color="0.5", ls=":", lw=0.8)
+    ax.set_xlabel("rho (0: instance-balanced, 1: class-balanced)")
+    ax.set_ylabel("test top-1 (%)")
+    ax.set_title("DisAlign against the generalized re-weighting scale")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
