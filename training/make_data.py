@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     p.add_argument("--imbalance", type=float, default=None, help="n_max / n_min (digits 50, shapes 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classes", type=int, default=50, help="shapes-lt only: number of classes (<= 128)")
+    p.add_argument("--classes", type=int, default=50, help="shapes-lt only: number of classes (<= 256)")
     p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
     p.add_argument("--size", type=int, default=32, help="shapes-lt only: image side in pixels")
     args = p.parse_args(argv)

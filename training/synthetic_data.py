@@ -72,7 +72,8 @@ def make_digits_lt(root: str, imbalance: float = 50.0, seed: int = 0, n_val: int
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond", "star", "bar")
 COLOURS = {"red": 0, "orange": 18, "yellow": 30, "green": 60, "cyan": 90, "blue": 115, "purple": 140,
            "magenta": 160}  # OpenCV hue (0-180)
-TEXTURES = ("solid", "striped")
+TEXTURES = ("solid", "striped", "dotted", "checked")
+ORIGINAL_TEXTURES = 2  # the first 128 classes (solid, striped) keep their selection order for any class count
 
 
 def _shape_mask(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -123,6 +124,14 @@ def render_shape(shape: str, colour: str, texture: str, size: int, rng: np.rando
         yy, xx = np.mgrid[0:size, 0:size]
         stripes = (np.sin((xx * np.cos(t) + yy * np.sin(t)) * 2 * np.pi / period) > 0)[..., None]
         fg_img = np.where(stripes, fg_img, fg_img * 0.35)
+    elif texture in ("dotted", "checked"):
+        period = rng.uniform(4.0, 6.0)
+        yy, xx = np.mgrid[0:size, 0:size] + rng.uniform(0, period, (2, 1, 1))
+        if texture == "dotted":
+            cell = np.hypot((xx % period) - period / 2, (yy % period) - period / 2) < period * 0.3
+        else:
+            cell = ((xx // (period / 2)) + (yy // (period / 2))) % 2 == 0
+        fg_img = np.where(cell[..., None], fg_img, fg_img * 0.35)
     bg_level = rng.uniform(20, 200)
     bg = bg_level + rng.normal(0, 18, (size, size, 3)) + rng.normal(0, 25, (1, 1, 3))
     img = mask * fg_img + (1 - mask) * bg + rng.normal(0, 10, (size, size, 3))
@@ -134,8 +143,11 @@ def shape_classes(num_classes: int) -> list[tuple[str, str, str]]:
     triples = [(s, c, t) for t in TEXTURES for c in COLOURS for s in SHAPES]
     if num_classes > len(triples):
         raise ValueError(f"shapes-lt has at most {len(triples)} classes, asked for {num_classes}")
-    rng = np.random.default_rng(12345)  # fixed: the class list is part of the dataset's definition
-    return [triples[i] for i in sorted(rng.permutation(len(triples))[:num_classes])]
+    # fixed seeds: the class list is part of the dataset's definition
+    base = ORIGINAL_TEXTURES * len(COLOURS) * len(SHAPES)
+    first = np.random.default_rng(12345).permutation(base)
+    rest = base + np.random.default_rng(54321).permutation(len(triples) - base)
+    return [triples[i] for i in sorted(np.concatenate([first, rest])[:num_classes])]
 
 
 def make_shapes_lt(root: str, imbalance: float = 100.0, seed: int = 0, num_classes: int = 50,
