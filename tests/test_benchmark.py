@@ -16,3 +16,31 @@ def test_latency_benchmark_writes_table_and_json(models, tmp_path):
     assert all(row["ratio_to_first"] == 1.0 for row in first)
     assert all(0 < row["p50"] <= row["p90"] <= row["p99"] for row in rows)
     assert doc["environment"]["threads"] >= 1 and "p50 ms" in r.stdout
+
+
+def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
+    out = tmp_path / "acc"
+    argv = [PY, "benchmarks/run_accuracy.py", "--data", str(digits), "--out", str(out), "--seeds", "2",
+            "--methods", "disalign,logit-adjust", "--rhos", "0,1", "--stage1-epochs", "1", "--min-steps", "10"]
+    r = run(*argv)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((out / "table.json").read_text())
+    assert set(doc["table"]) == {"stage1", "disalign", "logit-adjust"}
+    mean, std = doc["table"]["disalign"]["top1"]
+    assert 0 <= mean <= 1 and std >= 0
+    assert set(doc["rho_sweep"]) == {"rho 0", "rho 1"}
+    assert "| disalign |" in (out / "table.md").read_text()
+    for png in ("rho_curve.png", "disalign_per_class.png", "disalign_confusion.png", "disalign_sigma.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    stamp = (out / "seed0" / "stage1.pt").stat().st_mtime_ns
+    assert run(*argv).returncode == 0  # resumed: finished runs are reused, not retrained
+    assert (out / "seed0" / "stage1.pt").stat().st_mtime_ns == stamp
+
+
+def test_evaluate_writes_plots(models, digits, tmp_path):
+    r = run(PY, "training/evaluate.py", str(models["disalign"]), "--data", str(digits), "--compare",
+            str(models["stage1"]), "--plots", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["disalign_confusion.png", "disalign_per_class.png",
+                                                         "disalign_sigma.png"]
+    assert r.stdout.count("\n") >= 4 and "stage1 " in r.stdout
