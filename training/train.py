@@ -113,7 +113,7 @@ def run_stage2(args: argparse.Namespace) -> int:
         # Small sets give few steps per epoch: run at least --min-steps iterations (recorded in the checkpoint).
         args.epochs = max(args.epochs, -(-args.min_steps // data.steps_per_epoch))
         source = "augmented images" if args.augment else ("cached features" if data.cached else "recomputed features")
-        print(f"stage 2: {args.method}, {args.epochs} epochs x {data.steps_per_epoch} steps, rho {args.rho}, {source}")
+        print(f"stage 2: {args.method}, {args.epochs} epochs x {data.steps_per_epoch} steps, lr {args.lr}, {source}")
     start = time.perf_counter()
     model.train()
     info = METHODS[args.method].fit(calibrator, model, data, args)
