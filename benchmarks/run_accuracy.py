@@ -120,8 +120,12 @@ def main(argv: list[str] | None = None) -> int:
         report["rho_sweep"] = sweep
         text += "\n" + markdown("DisAlign against rho (G-RW scale)", sweep, args.seeds, thresholds)
         from training.plots import rho_curve
-        rho_curve(rhos, {("overall" if g == "top1" else g): ([sweep[f"rho {r:g}"][g][0] for r in rhos], [sweep[f"rho {r:g}"][g][1] for r in rhos])
-                         for g in GROUPS if all(sweep[f"rho {r:g}"][g] for r in rhos)},
+        lines = {}
+        for g in GROUPS:
+            stats = [sweep[f"rho {r:g}"][g] for r in rhos]
+            if all(stats):
+                lines["overall" if g == "top1" else g] = ([m for m, _ in stats], [s for _, s in stats])
+        rho_curve(rhos, lines,
                   os.path.join(args.out, "rho_curve.png"))
     if "disalign" in methods:
         seed0 = os.path.join(args.out, "seed0")
