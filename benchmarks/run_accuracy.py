@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.time_cache:
         report["stage2_seconds"] = time_cache(args)
         c = report["stage2_seconds"]
-        text += (f"\nDisAlign stage 2 (seed 0, same steps): {c['cached']:.1f} s on cached features, "
-                 f"{c['no_cache']:.1f} s recomputing features every epoch ({c['no_cache'] / c['cached']:.1f}x).\n")
+        text += (f"\nDisAlign stage 2 (seed 0, same steps): no cache {c['no_cache']:.1f} s; cold cache (one "
+                 f"extraction included) {c['cold_cache']:.1f} s ({c['no_cache'] / c['cold_cache']:.1f}x faster); "
+                 f"warm cache {c['warm_cache']:.1f} s ({c['no_cache'] / c['warm_cache']:.1f}x faster).\n")
     with open(os.path.join(args.out, "table.json"), "w") as f:
         json.dump(report, f, indent=1)
     with open(os.path.join(args.out, "table.md"), "w") as f:
@@ -145,16 +146,22 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def time_cache(args: argparse.Namespace) -> dict:
-    """Wall time of DisAlign stage 2 (feature extraction included) with and without the cache."""
+    """Wall time of DisAlign stage 2 on seed 0: cold cache (features extracted once, included), warm cache
+    (features from the on-disk cache an earlier method wrote), and no cache (recomputed every epoch)."""
+    import shutil
+
+    import torch
+
     folder = os.path.join(args.out, "seed0")
+    stage1 = os.path.join(folder, "stage1.pt")
+    shutil.rmtree(stage1 + ".features", ignore_errors=True)  # derived data: start cold
     times = {}
-    for label, flag in (("cached", []), ("no_cache", ["--no-cache"])):
+    for label, flag in (("cold_cache", []), ("warm_cache", []), ("no_cache", ["--no-cache"])):
         ckpt = os.path.join(folder, f"timing-{label}.pt")
         if os.path.exists(ckpt):
             os.remove(ckpt)
-        ensure_model(ckpt, ["stage2", "--method", "disalign", "--checkpoint", os.path.join(folder, "stage1.pt"),
-                            "--data", args.data, "--out", ckpt, "--min-steps", str(args.min_steps)] + flag)
-        import torch
+        ensure_model(ckpt, ["stage2", "--method", "disalign", "--checkpoint", stage1, "--data", args.data,
+                            "--out", ckpt, "--min-steps", str(args.min_steps)] + flag)
         times[label] = torch.load(ckpt, weights_only=True)["history"]["stage2"]["seconds_total"]
     return times
 

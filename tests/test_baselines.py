@@ -94,3 +94,22 @@ def test_class_balanced_sampling_is_balanced(digits):
     assert share.min() > 0.07 and share.max() < 0.13  # about 1/10 each, although counts span 104..2
     plain = torch.cat([y for _, y in data.batches(balanced=False)])
     assert torch.equal(torch.bincount(plain, minlength=10), torch.tensor(data.counts))
+
+
+def test_feature_cache_on_disk_is_reused_and_exact(models, digits, tmp_path):
+    import shutil
+    from training.train import main as train
+    stage1 = tmp_path / "stage1.pt"
+    shutil.copy(models["stage1"], stage1)
+    outs = [tmp_path / f"{i}.pt" for i in range(3)]
+    base = ["stage2", "--checkpoint", str(stage1), "--data", str(digits), "--min-steps", "30"]
+    assert train(base + ["--out", str(outs[0])]) == 0
+    cache = sorted((tmp_path / "stage1.pt.features").iterdir())
+    assert [p.name.split("-")[0] for p in cache] == ["train"]
+    stamp = cache[0].stat().st_mtime_ns
+    assert train(base + ["--out", str(outs[1])]) == 0  # warm cache
+    assert cache[0].stat().st_mtime_ns == stamp
+    assert train(base + ["--out", str(outs[2]), "--no-cache"]) == 0  # recomputed every epoch
+    from training import load_checkpoint
+    a, b, c = (load_checkpoint(str(o)).calibrator for o in outs)
+    assert torch.equal(a.alpha, b.alpha) and torch.allclose(a.alpha, c.alpha, atol=1e-5)

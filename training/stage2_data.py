@@ -2,18 +2,24 @@
 
 The backbone is frozen (eval mode) and stage 2 uses no augmentation by default, so features are
 computed once and every epoch reads the cache (`--no-cache` recomputes them each epoch, the way the
-reference code does; `--augment` recomputes them from augmented images).
+reference code does; `--augment` recomputes them from augmented images). The cache is also kept on
+disk beside the stage-1 checkpoint, keyed by the checkpoint's hash, the split's list file and the
+preprocessing, so every further method calibrating the same model skips the backbone entirely.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import os
+import tempfile
 from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ltdeploy.preprocess import PreprocessConfig
-from training.data_lists import Split, read_split
+from training.data_lists import Split, find_list, read_split
 from training.engine import augment, extract_features
 from training.image_data import make_loader
 from training.modeling.classifier import LTClassifier
@@ -22,34 +28,65 @@ from training.modeling.classifier import LTClassifier
 class Stage2Data:
     """Per-epoch (features, labels) batches, instance- or class-balanced."""
 
-    def __init__(self, model: LTClassifier, train: Split, cfg: PreprocessConfig, args: argparse.Namespace) -> None:
+    def __init__(self, model: LTClassifier, train: Split, cfg: PreprocessConfig, args: argparse.Namespace,
+                 stage1_sha256: str = "") -> None:
         self.model, self.train, self.cfg, self.args = model, train, cfg, args
+        self.stage1_sha256 = stage1_sha256
         self.counts = train.class_counts()  # from the training annotations, never from an external file
         self.gen = torch.Generator().manual_seed(args.seed)
         self.cached = not (args.augment or args.no_cache)
         self.labels = torch.from_numpy(train.labels)
-        self.images = make_loader(train, cfg, 256, shuffle=False, workers=args.workers, desc="train").dataset
+        self._images = None
         self._features: torch.Tensor | None = None
         self._val: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @property
+    def images(self):
+        """The decoded training images (decoded on first use: a warm feature cache never needs them)."""
+        if self._images is None:
+            self._images = make_loader(self.train, self.cfg, 256, shuffle=False, workers=self.args.workers,
+                                       desc="train").dataset
+        return self._images
 
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch."""
         return -(-len(self.labels) // self.args.batch_size)
 
+    def _disk_cache(self, split: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of a split from the on-disk cache, or computed and stored there (atomically)."""
+        if not self.stage1_sha256 or self.args.no_cache:
+            return compute()
+        with open(find_list(self.args.data, split), "rb") as f:
+            listing = hashlib.sha256(f.read()).hexdigest()
+        key = hashlib.sha256(json.dumps([self.stage1_sha256, listing, os.path.abspath(self.args.data),
+                                         self.cfg.to_dict()]).encode()).hexdigest()[:16]
+        folder = self.args.checkpoint + ".features"
+        path = os.path.join(folder, f"{split}-{key}.pt")
+        if os.path.exists(path):
+            cached = torch.load(path, weights_only=True)
+            return cached["features"], cached["labels"]
+        feats, labels = compute()
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
+        os.close(fd)
+        torch.save({"features": feats, "labels": labels}, tmp)
+        os.replace(tmp, path)
+        return feats, labels
+
     def features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Un-augmented training features (N, d) and labels, computed once."""
         if self._features is None:
-            loader = DataLoader(self.images, batch_size=256, shuffle=False)
-            self._features, _ = extract_features(self.model, loader, desc="cache features")
+            self._features, _ = self._disk_cache("train", lambda: extract_features(
+                self.model, DataLoader(self.images, batch_size=256, shuffle=False), desc="cache features"))
         return self._features, self.labels
 
     def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Validation features and labels (for choosing hyper-parameters such as tau; never test)."""
         if self._val is None:
             val = read_split(self.args.data, "val", num_classes=len(self.counts))
-            self._val = extract_features(self.model, make_loader(val, self.cfg, 256, shuffle=False, desc="val"),
-                                         desc="val features")
+            self._val = self._disk_cache("val", lambda: extract_features(
+                self.model, make_loader(val, self.cfg, 256, shuffle=False, desc="val"), desc="val features"))
         return self._val
 
     def _order(self, balanced: bool) -> torch.Tensor:

@@ -106,7 +106,8 @@ def run_stage2(args: argparse.Namespace) -> int:
         return 2
     train = read_split(args.data, "train", num_classes=desc.num_classes)
     model.freeze_stage1()
-    data = Stage2Data(model, train, desc.preprocess, args)
+    stage1_sha = file_sha256(args.checkpoint)
+    data = Stage2Data(model, train, desc.preprocess, args, stage1_sha256=stage1_sha)
     calibrator = build_calibrator(args.method, model.feat_dim, desc.num_classes)
     model.calibrator = calibrator
     if args.method in TRAINED:
@@ -121,7 +122,7 @@ def run_stage2(args: argparse.Namespace) -> int:
     seconds = round(time.perf_counter() - start, 2)
     history = {"stage2": {**info, "seconds_total": seconds}, "args": vars(args)}
     history["val"] = report(model, args, desc.preprocess, data.counts, tuple(desc.group_thresholds), args.method)
-    calibration = {"method": args.method, "stage1_sha256": file_sha256(args.checkpoint)}
+    calibration = {"method": args.method, "stage1_sha256": stage1_sha}
     if args.method in TRAINED:
         calibration.update(epochs=args.epochs, steps=args.epochs * data.steps_per_epoch, lr=args.lr,
                            augment=args.augment)
@@ -171,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     s2.add_argument("--epochs", type=int, default=10)
     s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
     s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
-    s2.add_argument("--no-cache", action="store_true", help="recompute features every epoch (for timing)")
+    s2.add_argument("--no-cache", action="store_true",
+                    help="recompute features every epoch, no on-disk cache either (for timing)")
     s2.add_argument("--tau", type=float, default=1.0, help="logit-adjust: strength of the prior correction")
     return p
 
