@@ -2,6 +2,7 @@
 
     python training/make_data.py digits-lt --out data/digits-lt --imbalance 50
     python training/make_data.py shapes-lt --out data/shapes-lt --imbalance 100 --classes 50
+    python training/make_data.py seg-lt --out data/seg-lt --imbalance 100 --classes 30
 """
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ import shutil
 import sys
 
 from training.synthetic_data import make_digits_lt, make_shapes_lt
+from training.synthetic_seg import make_seg_lt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and write the dataset."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=["digits-lt", "shapes-lt"])
+    p.add_argument("name", choices=["digits-lt", "shapes-lt", "seg-lt"])
     p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     p.add_argument("--imbalance", type=float, default=None, help="n_max / n_min (digits 50, shapes 100)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classes", type=int, default=50, help="shapes-lt only: number of classes (<= 256)")
+    p.add_argument("--classes", type=int, default=None, help="shapes-lt: 50 (<= 256); seg-lt: 30 (<= 67)")
     p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
     p.add_argument("--size", type=int, default=32, help="shapes-lt only: image side in pixels")
     args = p.parse_args(argv)
@@ -31,13 +33,21 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(tmp, ignore_errors=True)
     if args.name == "digits-lt":
         summary = make_digits_lt(tmp, imbalance=args.imbalance or 50.0, seed=args.seed)
-    else:
+    elif args.name == "shapes-lt":
         summary = make_shapes_lt(tmp, imbalance=args.imbalance or 100.0, seed=args.seed,
-                                 num_classes=args.classes, n_max=args.n_max, size=args.size)
+                                 num_classes=args.classes or 50, n_max=args.n_max, size=args.size)
+    else:
+        summary = make_seg_lt(tmp, num_classes=args.classes or 30, imbalance=args.imbalance or 100.0,
+                              seed=args.seed)
     with open(os.path.join(tmp, "dataset.json"), "w") as f:
         json.dump({"name": args.name, "seed": args.seed, **summary}, f, indent=1)
     shutil.rmtree(args.out, ignore_errors=True)
     os.replace(tmp, args.out)  # never leave a half-written dataset behind
+    if args.name == "seg-lt":
+        share = sorted(summary["train_pixel_share"].values(), reverse=True)
+        print(f"seg-lt: {summary['classes']} classes, {summary['train_images']} train / {summary['val_images']} val "
+              f"images; pixel share {100 * share[0]:.1f}% .. {100 * share[-1]:.4f}% -> {args.out}")
+        return 0
     counts = list(summary["train_counts"].values())
     print(f"{args.name}: {summary['classes']} classes, train {sum(counts)} images "
           f"({counts[0]} .. {counts[-1]} per class), val {summary['val_per_class']}/class, "
