@@ -23,13 +23,19 @@ class GRWLoss(nn.Module):
 
     Note the 1/N: torch's `cross_entropy(weight=...)` with mean reduction divides by the sum of the
     batch's weights instead, which cancels the re-weighting's overall scale batch by batch.
+
+    For segmentation, logits are (N, K, H, W), targets (N, H, W), n_c are pixel counts, and pixels
+    labelled `ignore_index` are left out of both the sum and the count.
     """
 
-    def __init__(self, counts: list[int], rho: float) -> None:
+    def __init__(self, counts: list[int], rho: float, ignore_index: int = -100) -> None:
         super().__init__()
-        self.rho = rho
+        self.rho, self.ignore_index = rho, ignore_index
         self.register_buffer("weight", grw_weights(counts, rho))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Weighted mean negative log-likelihood over the batch."""
-        return (self.weight[target] * F.cross_entropy(logits, target, reduction="none")).mean()
+        """Weighted mean negative log-likelihood over the batch (over its valid pixels)."""
+        valid = target != self.ignore_index
+        nll = F.cross_entropy(logits, target, reduction="none", ignore_index=self.ignore_index)
+        w = self.weight[torch.where(valid, target, torch.zeros_like(target))]
+        return (w * nll)[valid].sum() / valid.sum().clamp_min(1)

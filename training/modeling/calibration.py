@@ -48,3 +48,37 @@ class DisAlign(nn.Module):
                 return FoldedHead(w_all, torch.cat([b, a1 * b, c]), k, "weights", cosine=True, post_bias=post)
             return FoldedHead(w_all, torch.cat([b, a1 * b + self.beta, c]), k, "weights")
         raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")
+
+
+class PixelDisAlign(nn.Module):
+    """DisAlign per pixel (segmentation): the same map on every position of logits (N, K, H, W).
+
+    sig(x) comes from a 1x1 convolution on the decoder feature (N, C, H, W), with no ReLU before the
+    sigmoid; it runs before upsampling, as the classifier does.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(num_classes))
+        self.beta = nn.Parameter(torch.zeros(num_classes))
+        self.confidence = nn.Conv2d(in_channels, 1, 1)
+        nn.init.zeros_(self.confidence.weight)
+        nn.init.zeros_(self.confidence.bias)
+
+    def sigma(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-pixel confidence, shape (N, 1, H, W)."""
+        return torch.sigmoid(self.confidence(x))
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """Calibrated logits from decoder features x (N, C, H, W) and stage-1 logits z (N, K, H, W)."""
+        s = self.sigma(x)
+        return s * (self.alpha[:, None, None] * z + self.beta[:, None, None]) + (1 - s) * z
+
+    @torch.no_grad()
+    def fold(self, head: nn.Conv2d) -> "FoldedConvHead":
+        """One 1x1 convolution with K+1 output channels [W; v], then the fused multiply-add."""
+        from training.modeling.folded import FoldedConvHead
+
+        bias = head.bias if head.bias is not None else torch.zeros(head.out_channels)
+        return FoldedConvHead(torch.cat([head.weight, self.confidence.weight]), torch.cat([bias, self.confidence.bias]),
+                              self.alpha - 1, self.beta)

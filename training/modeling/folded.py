@@ -75,3 +75,23 @@ def fold_plain(head: nn.Module, weight_scale: torch.Tensor | None = None,
     if cosine:
         return FoldedHead(w, b, w.shape[0], "plain", cosine=True, post_bias=extra)
     return FoldedHead(w, b + extra, w.shape[0], "plain")
+
+
+class FoldedConvHead(nn.Module):
+    """Per-pixel DisAlign folded into one 1x1 convolution: (N, C, H, W) → calibrated logits (N, K, H, W)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, a1: torch.Tensor, beta: torch.Tensor) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1)
+        with torch.no_grad():
+            self.conv.weight.copy_(weight)
+            self.conv.bias.copy_(bias)
+        self.k = weight.shape[0] - 1
+        self.register_buffer("a1", a1.detach().clone().reshape(1, -1, 1, 1))
+        self.register_buffer("beta", beta.detach().clone().reshape(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Calibrated per-pixel logits."""
+        out = self.conv(x)
+        z, sig = out[:, :self.k], torch.sigmoid(out[:, self.k:])
+        return z + sig * (self.a1 * z + self.beta)
