@@ -14,22 +14,23 @@ class DisAlign(nn.Module):
     the stage-1 head. x is the raw pooled feature (also for cosine heads); no ReLU before the sigmoid.
     """
 
-    def __init__(self, in_features: int, num_classes: int) -> None:
+    def __init__(self, in_features: int, num_classes: int, confidence: nn.Module | None = None) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(num_classes))
         self.beta = nn.Parameter(torch.zeros(num_classes))
-        self.confidence = nn.Linear(in_features, 1)
+        self.confidence = confidence if confidence is not None else nn.Linear(in_features, 1)
         nn.init.zeros_(self.confidence.weight)
         nn.init.zeros_(self.confidence.bias)
 
     def sigma(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample confidence sig(x), shape (N, 1)."""
+        """Confidence sig(x), one per sample (N, 1) or per pixel (N, 1, H, W)."""
         return torch.sigmoid(self.confidence(x))
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Calibrated logits from features x (N, d) and stage-1 logits z (N, K)."""
+        """Calibrated logits from features x and stage-1 logits z (classes on dim 1)."""
+        shape = (1, -1) + (1,) * (z.dim() - 2)
         s = self.sigma(x)
-        return s * (self.alpha * z + self.beta) + (1 - s) * z
+        return s * (self.alpha.view(shape) * z + self.beta.view(shape)) + (1 - s) * z
 
     @torch.no_grad()
     def fold(self, head: nn.Module, mode: str = "affine") -> FoldedHead:
@@ -50,7 +51,7 @@ class DisAlign(nn.Module):
         raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")
 
 
-class PixelDisAlign(nn.Module):
+class PixelDisAlign(DisAlign):
     """DisAlign per pixel (segmentation): the same map on every position of logits (N, K, H, W).
 
     sig(x) comes from a 1x1 convolution on the decoder feature (N, C, H, W), with no ReLU before the
@@ -58,21 +59,7 @@ class PixelDisAlign(nn.Module):
     """
 
     def __init__(self, in_channels: int, num_classes: int) -> None:
-        super().__init__()
-        self.alpha = nn.Parameter(torch.ones(num_classes))
-        self.beta = nn.Parameter(torch.zeros(num_classes))
-        self.confidence = nn.Conv2d(in_channels, 1, 1)
-        nn.init.zeros_(self.confidence.weight)
-        nn.init.zeros_(self.confidence.bias)
-
-    def sigma(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-pixel confidence, shape (N, 1, H, W)."""
-        return torch.sigmoid(self.confidence(x))
-
-    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """Calibrated logits from decoder features x (N, C, H, W) and stage-1 logits z (N, K, H, W)."""
-        s = self.sigma(x)
-        return s * (self.alpha[:, None, None] * z + self.beta[:, None, None]) + (1 - s) * z
+        super().__init__(in_channels, num_classes, confidence=nn.Conv2d(in_channels, 1, 1))
 
     @torch.no_grad()
     def fold(self, head: nn.Conv2d) -> "FoldedConvHead":
