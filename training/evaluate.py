@@ -27,31 +27,31 @@ from training.image_data import make_loader
 
 def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
     """Logits (N, K), labels (N,), the description and, for a DisAlign checkpoint, sigma(x) (N,)."""
-    sigma = None
+    import torch
+
     if model_path.endswith(".onnx"):
         from ltdeploy.predictor import Predictor
         predictor = Predictor(model_path)
-        desc = predictor.description
-        data = read_split(data_dir, split, num_classes=desc.num_classes)
-        loader = make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)
-        logits = np.concatenate([predictor.logits(x.numpy()) for x, _ in loader])
+        desc, calibrator = predictor.description, None
+
+        def run(x: torch.Tensor) -> tuple[np.ndarray, None]:
+            return predictor.logits(x.numpy()), None
     else:
-        import torch
         from training.checkpoint import read_checkpoint
         ck = read_checkpoint(model_path)
         desc, model = ck.description, ck.model
-        data = read_split(data_dir, split, num_classes=desc.num_classes)
-        loader = make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)
-        outs, sigmas = [], []
-        with torch.no_grad():
-            for x, _ in loader:
+        calibrator = model.calibrator if hasattr(model.calibrator, "sigma") else None
+
+        def run(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+            with torch.no_grad():
                 feat = model.forward_features(x)
-                outs.append(model.forward_head(feat).numpy())
-                if hasattr(model.calibrator, "sigma"):
-                    sigmas.append(model.calibrator.sigma(feat)[:, 0].numpy())
-        logits = np.concatenate(outs)
-        sigma = np.concatenate(sigmas) if sigmas else None
-    return {"logits": logits, "labels": data.labels, "description": desc, "sigma": sigma}
+                sig = calibrator.sigma(feat)[:, 0].numpy() if calibrator is not None else None
+                return model.forward_head(feat).numpy(), sig
+    data = read_split(data_dir, split, num_classes=desc.num_classes)
+    outs = [run(x) for x, _ in make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)]
+    sigma = np.concatenate([s for _, s in outs]) if calibrator is not None else None
+    return {"logits": np.concatenate([o for o, _ in outs]), "labels": data.labels, "description": desc,
+            "sigma": sigma}
 
 
 def write_plots(folder: str, name: str, out: dict, acc: dict, compare: dict | None) -> list[str]:

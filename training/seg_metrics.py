@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-IGNORE = 255
+from training.seg_data import IGNORE
+
 SHARE_THRESHOLDS = (0.01, 0.001)  # head above, tail below
 
 

@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from training.seg_data import IGNORE
 from training.synthetic_data import COLOURS, SHAPES, _shape_mask
 
 STUFF = ("sky", "ground", "wall")
-IGNORE = 255
 
 
 def seg_classes(num_classes: int) -> list[str]:
