@@ -52,8 +52,9 @@ def static_same_padding(module: nn.Module, input_size: tuple[int, int]) -> nn.Mo
 
 
 def export_module(module: nn.Module, path: str, input_size: tuple[int, int], input_name: str,
-                  output_names: list[str]) -> None:
-    """Trace `module` (eval mode) into ONNX at `path` with a dynamic batch axis.
+                  output_names: list[str], dynamic_size: bool = False) -> None:
+    """Trace `module` (eval mode) into ONNX at `path` with a dynamic batch axis (and dynamic height and
+    width with `dynamic_size`: per-pixel outputs then have them as their last two axes).
 
     Uses the TorchScript exporter (dynamo=False): in eval mode it folds BatchNorm into the convolutions
     and constant-folds the calibration arithmetic, and it is the exporter torchvision's detectors need.
@@ -61,6 +62,12 @@ def export_module(module: nn.Module, path: str, input_size: tuple[int, int], inp
     module = static_same_padding(copy.deepcopy(module).eval(), input_size)
     dummy = torch.zeros(2, 3, *input_size)
     axes = {input_name: {0: "batch"}, **{n: {0: "batch"} for n in output_names}}
+    if dynamic_size:
+        with torch.no_grad():
+            outs = module(dummy)
+        axes[input_name].update({2: "height", 3: "width"})
+        for n, out in zip(output_names, outs if isinstance(outs, (tuple, list)) else [outs]):
+            axes[n].update({out.dim() - 2: "height", out.dim() - 1: "width"})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
         torch.onnx.export(module, (dummy,), path, input_names=[input_name], output_names=output_names,
@@ -78,8 +85,9 @@ def embed_description(path: str, description: ModelDescription) -> None:
     onnx.save(model, path)
 
 
-def export_description(description: ModelDescription, fold: str, checkpoint_sha256: str) -> ModelDescription:
-    """The checkpoint's description plus what export did (fold mode, opset, versions, source hash)."""
+def export_description(description: ModelDescription, fold: str, checkpoint_sha256: str,
+                       output_names: list[str] | None = None) -> ModelDescription:
+    """The checkpoint's description plus what export did (fold mode, outputs, opset, versions, source hash)."""
     calibration = dict(description.calibration, folded=fold)
     prov = dict(description.provenance, export={
         "checkpoint_sha256": checkpoint_sha256, "opset": OPSET, "torch": str(torch.__version__),
@@ -88,7 +96,8 @@ def export_description(description: ModelDescription, fold: str, checkpoint_sha2
     return ModelDescription(task=description.task, class_names=description.class_names,
                             class_counts=description.class_counts, group_thresholds=description.group_thresholds,
                             preprocess=description.preprocess, input_name=description.input_name,
-                            output_names=description.output_names, calibration=calibration, provenance=prov)
+                            output_names=output_names or description.output_names, calibration=calibration,
+                            provenance=prov)
 
 
 def op_counts(path: str) -> dict[str, int]:

@@ -2,14 +2,18 @@
 
     python export/to_onnx.py runs/digits/disalign.pt -o runs/digits/disalign.onnx
     python export/to_onnx.py runs/digits/disalign.pt -o naive.onnx --no-fold
+    python export/to_onnx.py runs/seg/disalign.pt -o runs/seg/disalign.onnx [--argmax]
 
 The result is verified against the PyTorch model on real images (the checkpoint's dataset, or --data)
-at two batch sizes; if the max abs logit difference exceeds --tol, nothing is written and the exit code
-is 1.
+at two batch sizes; if the max abs logit difference exceeds --tol or the argmax differs (classification:
+on any image; segmentation: on more than 0.01% of pixels), nothing is written and the exit code is 1.
+Segmentation graphs take any batch, height and width (checked at a second size too); `--argmax` ends
+them in the label map (uint8), so the runtime never copies N x K x H x W logits.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -20,16 +24,27 @@ from export.onnx_export import export_description, embed_description, export_mod
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
 from ltdeploy.image_io import read_image
-from ltdeploy.preprocess import preprocess_batch
+from ltdeploy.preprocess import PreprocessConfig, preprocess_batch
 from training.checkpoint import file_sha256, read_checkpoint
 from training.data_lists import read_split
+from training.modeling.segmenter import ArgmaxLabels
+from training.seg_data import read_seg_split
+
+SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (METHOD.md §6; ties at upsampled borders)
 
 
-def verification_batch(data_dir: str, split: str, count: int, cfg) -> np.ndarray:
+def verification_batch(data_dir: str, split: str, count: int, cfg: PreprocessConfig,
+                       task: str = "classification") -> np.ndarray:
     """The first `count` images of a split, preprocessed as the model expects."""
-    paths = read_split(data_dir, split).paths
+    paths = read_seg_split(data_dir, split).images if task == "segmentation" else read_split(data_dir, split).paths
     paths = paths[:count] if count > 0 else paths
     return preprocess_batch([read_image(p) for p in paths], cfg)
+
+
+def second_size(cfg: PreprocessConfig) -> PreprocessConfig:
+    """The same preprocessing at 1.5x the input size, rounded up to a multiple of 32 (dynamic-size check)."""
+    h, w = (-(-int(1.5 * s) // 32) * 32 for s in cfg.input_size)
+    return dataclasses.replace(cfg, input_size=(h, w))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fold-mode", default="affine", choices=["affine", "weights"],
                    help="how DisAlign folds (see training/modeling/folded.py)")
     p.add_argument("--data", default=None, help="dataset for the parity check (default: the checkpoint's)")
-    p.add_argument("--split", default="test")
+    p.add_argument("--argmax", action="store_true", help="segmentation: output the label map, not logits")
+    p.add_argument("--split", default=None, help="verification split (default: test; segmentation: val)")
     p.add_argument("--verify-images", type=int, default=256, help="images checked (0: the whole split)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
     args = p.parse_args(argv)
@@ -53,28 +69,44 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     desc = ck.description
     model = ck.model
+    seg = desc.task == "segmentation"
+    if args.argmax and not seg:
+        print("error: --argmax is for segmentation models", file=sys.stderr)
+        return 2
     fold = "none" if args.no_fold else ("plain" if model.calibrator is None else args.fold_mode)
     module = model if args.no_fold else model.folded(args.fold_mode)
+    outputs = ["labels"] if args.argmax else desc.output_names
+    if args.argmax:
+        module = ArgmaxLabels(module, desc.num_classes)
     data_dir = args.data or desc.provenance.get("dataset")
     if not data_dir or not os.path.isdir(data_dir):
         print(f"error: no dataset to verify on ({data_dir!r}); pass --data DIR", file=sys.stderr)
         return 2
-    batch = verification_batch(data_dir, args.split, args.verify_images, desc.preprocess)
+    split = args.split or ("val" if seg else "test")
+    batch = verification_batch(data_dir, split, args.verify_images, desc.preprocess, desc.task)
+    checks = [(batch, desc.preprocess.input_size)]
+    if seg:
+        other = second_size(desc.preprocess)
+        checks.append((verification_batch(data_dir, split, 8, other, desc.task), other.input_size))
 
     out_dir = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
     os.close(fd)
     try:
-        export_module(module, tmp, desc.preprocess.input_size, desc.input_name, desc.output_names)
-        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint)))
-        report = check_parity(tmp, model, batch)
+        export_module(module, tmp, desc.preprocess.input_size, desc.input_name, outputs, dynamic_size=seg)
+        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
         ops = op_counts(tmp)
-        print(f"parity vs PyTorch on {report.images} {args.split} images (batch {report.batch_sizes}): "
-              f"max abs logit diff {report.max_abs_diff:.2e}, top-1 agreement {100 * report.top1_agreement:.1f}%")
-        if not report.ok(args.tol):
-            print(f"error: parity check failed (tolerance {args.tol:g}); nothing written", file=sys.stderr)
-            return 1
+        for images, size in checks:
+            report = check_parity(tmp, model, images, SEG_MIN_AGREEMENT if seg else 1.0, chunk=8 if seg else 256)
+            diff = "labels only" if report.max_abs_diff is None else f"max abs logit diff {report.max_abs_diff:.2e}"
+            print(f"parity vs PyTorch on {report.images} {split} images at {size[0]}x{size[1]} (batch "
+                  f"{report.batch_sizes}): {diff}, {'pixel' if seg else 'top-1'} argmax agreement "
+                  f"{100 * report.agreement:.4f}%")
+            if not report.ok(args.tol):
+                print(f"error: parity check failed (tolerance {args.tol:g}, agreement >= "
+                      f"{100 * report.min_agreement:g}%); nothing written", file=sys.stderr)
+                return 1
         os.replace(tmp, args.output)
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)

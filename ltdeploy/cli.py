@@ -25,26 +25,34 @@ def cli() -> None:
 @cli.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--engine", "-e", required=True, help="Engine file: .onnx (ONNX Runtime) or .trt/.engine/.plan.")
-@click.option("--topk", "-k", default=5, show_default=True, type=click.IntRange(1), help="Classes per image.")
+@click.option("--topk", "-k", default=5, show_default=True, type=click.IntRange(1),
+              help="Classes per image (segmentation: classes shown by pixel share).")
 @click.option("--batch-size", "-b", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="cpu", show_default=True, type=DEVICES)
+@click.option("--out", "-o", "out_dir", default="predictions", show_default=True,
+              help="Segmentation: folder for NAME_overlay.png and NAME_labels.png (at each image's size).")
+@click.option("--no-save", is_flag=True, help="Segmentation: print the summary only, write no images.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of lines.")
-def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, device: str, as_json: bool) -> None:
-    """Classify IMAGES (files or directories). Exit 1 if any image failed, 2 if nothing could run."""
+def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, device: str, out_dir: str,
+            no_save: bool, as_json: bool) -> None:
+    """Classify or segment IMAGES (files or directories), as the engine's task says.
+
+    Exit 1 if any image failed, 2 if nothing could run.
+    """
     from ltdeploy.image_io import expand_sources
     from ltdeploy.predictor import Predictor
     from ltdeploy.results import Failure
 
     try:
         paths = expand_sources(list(images))
-        predictor = Predictor(engine, device=device, batch_size=batch_size)
+        predictor = Predictor(engine, device=device, batch_size=batch_size, save_dir=None if no_save else out_dir)
         outcomes = []
         for res in predictor.predict(paths, k=topk):
             outcomes.append(res)
             if isinstance(res, Failure):
                 click.echo(f"error: {res.error}", err=True)
             elif not as_json:
-                click.echo(res.summary())
+                click.echo(res.summary(topk) if predictor.description.task == "segmentation" else res.summary())
     except LtDeployError as exc:
         _fail(exc)
     failures = [r for r in outcomes if isinstance(r, Failure)]
@@ -64,6 +72,7 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
 def info(engine: str, device: str, as_json: bool) -> None:
     """Describe an engine: task, classes, preprocessing, calibration, provenance."""
     from ltdeploy.backends import load_backend
+    from ltdeploy.metadata import COUNT_UNITS
 
     try:
         backend = load_backend(engine, device=device)
@@ -75,11 +84,13 @@ def info(engine: str, device: str, as_json: bool) -> None:
         return
     groups = desc.groups
     pp = desc.preprocess
+    top, mid, low = desc.group_names
+    unit = COUNT_UNITS[desc.task]
     lines = [
         f"engine:        {engine} ({backend.provider})",
         f"task:          {desc.task}, {desc.num_classes} classes "
-        f"(many {groups.count('many')}, medium {groups.count('medium')}, few {groups.count('few')}; "
-        f"many > {desc.group_thresholds[0]}, few < {desc.group_thresholds[1]} training images)",
+        f"({top} {groups.count(top)}, {mid} {groups.count(mid)}, {low} {groups.count(low)}; "
+        f"{top} > {desc.group_thresholds[0]}, {low} < {desc.group_thresholds[1]} {unit})",
         f"input:         {desc.input_name} N x 3 x {pp.input_size[0]} x {pp.input_size[1]} {pp.color_order}, "
         f"resize short side {pp.resize_short or 'none'} ({pp.interpolation}), mean {list(pp.mean)}, "
         f"std {list(pp.std)}",

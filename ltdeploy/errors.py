@@ -19,3 +19,7 @@ class MetadataError(EngineError):
 
 class InputShapeError(LtDeployError):
     """An input tensor does not match what the engine accepts."""
+
+
+class OutputError(LtDeployError):
+    """A result could not be written (folder not writable, disk full)."""

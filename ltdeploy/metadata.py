@@ -3,6 +3,7 @@ and in `<plan>.json` beside a TensorRT plan. Parsed strictly."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from ltdeploy.errors import MetadataError
@@ -10,15 +11,20 @@ from ltdeploy.preprocess import PreprocessConfig
 
 SCHEMA = "ltdeploy.model/1"
 METADATA_KEY = "ltdeploy"
-TASKS = ("classification",)
+TASKS = ("classification", "segmentation")
+# Frequency groups per task: (above the first threshold, between, below the second). Classification counts
+# training images per class, segmentation training pixels per class (ADE20K's head / body / tail).
+GROUP_NAMES = {"classification": ("many", "medium", "few"), "segmentation": ("head", "body", "tail")}
+COUNT_UNITS = {"classification": "training images", "segmentation": "training pixels"}
 
 
 @dataclass(frozen=True)
 class ModelDescription:
     """Everything a runtime needs to use a model, and what a person needs to trust it.
 
-    class_counts are training images per class; groups name each class's frequency group
-    (many / medium / few) under `group_thresholds` = (many_above, few_below).
+    class_counts are training images (classification) or pixels (segmentation) per class; groups name each
+    class's frequency group (many / medium / few, or head / body / tail) under `group_thresholds` =
+    (above, below).
     """
 
     task: str
@@ -45,10 +51,16 @@ class ModelDescription:
         return len(self.class_names)
 
     @property
+    def group_names(self) -> tuple[str, str, str]:
+        """This task's names of the three frequency groups, most frequent first."""
+        return GROUP_NAMES[self.task]
+
+    @property
     def groups(self) -> list[str]:
-        """Frequency group of each class: 'many', 'medium' or 'few'."""
+        """Frequency group of each class: 'many' / 'medium' / 'few' (segmentation: 'head' / 'body' / 'tail')."""
         many, few = self.group_thresholds
-        return [frequency_group(n, many, few) for n in self.class_counts]
+        rename = dict(zip(GROUP_NAMES["classification"], self.group_names))
+        return [rename[frequency_group(n, many, few)] for n in self.class_counts]
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict with the schema tag first."""
@@ -107,6 +119,12 @@ def frequency_group(count: int, many_above: int, few_below: int) -> str:
     if count < few_below:
         return "few"
     return "medium"
+
+
+def share_thresholds(counts: list[int], head: float = 0.01, tail: float = 0.001) -> tuple[int, int]:
+    """Count thresholds equal to "share of all counts > head" and "< tail" (segmentation's pixel shares)."""
+    total = sum(counts)
+    return math.floor(head * total), math.ceil(tail * total)
 
 
 def default_group_thresholds(counts: list[int]) -> tuple[int, int]:

@@ -1,10 +1,12 @@
-"""Predictor: images → preprocessing (from the model's description) → backend → result objects.
+"""Predictor: images → preprocessing (from the model's description) → backend → result objects
+(Classification, or Segmentation with its overlay and label PNGs written to `save_dir`).
 
 Decoding and preprocessing run in a small thread pool (OpenCV releases the GIL) so that the next
 batch is being prepared while the engine runs the current one.
 """
 from __future__ import annotations
 
+import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
@@ -16,40 +18,72 @@ from ltdeploy.classify import softmax, topk
 from ltdeploy.errors import ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
-from ltdeploy.results import Classification, Failure, TopClass
+from ltdeploy.results import ClassShare, Classification, Failure, Segmentation, TopClass
+from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, resize_labels, write_png
+
+Loaded = tuple[np.ndarray | None, np.ndarray]  # (the RGB image when the task draws on it, model input)
 
 
 class Predictor:
-    """A loaded model ready to classify image files or arrays."""
+    """A loaded model ready to classify or segment image files."""
 
     def __init__(self, engine: str | Backend, device: str = "cpu", batch_size: int = 16, threads: int = 0,
-                 workers: int = 2) -> None:
+                 workers: int = 2, save_dir: str | None = None) -> None:
         self.backend = load_backend(engine, device=device, threads=threads) if isinstance(engine, str) else engine
         self.description = self.backend.description
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
+        self.save_dir = save_dir
         self._groups = self.description.groups
+        self._segment = self.description.task == "segmentation"
+        self._colours = palette(self.description.num_classes) if self._segment else None
+
+    def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """All graph outputs for a preprocessed float32 batch (N, 3, H, W)."""
+        return self.backend.run({self.description.input_name: batch})
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Calibrated logits (N, K) for a preprocessed float32 batch (N, 3, H, W)."""
-        name = self.description.input_name
-        return self.backend.run({name: batch})[self.description.output_names[0]]
+        """Calibrated logits (N, K[, H, W]) for a preprocessed float32 batch (N, 3, H, W)."""
+        return self.outputs(batch)[self.description.output_names[0]]
 
-    def _load(self, path: str) -> np.ndarray | ImageError:
+    def _load(self, path: str) -> Loaded | ImageError:
         try:
-            return preprocess_image(read_image(path), self.description.preprocess)
+            rgb = read_image(path)
+            return (rgb if self._segment else None), preprocess_image(rgb, self.description.preprocess)
         except ImageError as exc:
             return exc
 
-    def _results(self, paths: list[str], logits: np.ndarray, k: int) -> list[Classification]:
+    def _classify(self, paths: list[str], logits: np.ndarray, k: int) -> list[Classification]:
         names = self.description.class_names
         idx, probs = topk(softmax(logits), k)
         return [Classification(p, [TopClass(int(i), names[i], float(q), self._groups[i])
                                    for i, q in zip(row_i, row_p)])
                 for p, row_i, row_p in zip(paths, idx, probs)]
 
-    def predict(self, paths: Iterable[str], k: int = 5) -> Iterator[Classification | Failure]:
-        """Yield one Classification or Failure per path, in input order."""
+    def _segment_one(self, path: str, rgb: np.ndarray, labels: np.ndarray) -> Segmentation:
+        labels = resize_labels(labels, rgb.shape[:2])
+        shares = pixel_shares(labels, self.description.num_classes)
+        names = self.description.class_names
+        classes = [ClassShare(int(i), names[i], float(shares[i]), self._groups[i])
+                   for i in np.argsort(-shares, kind="stable") if shares[i] > 0]
+        files = {}
+        if self.save_dir:
+            stem = os.path.splitext(os.path.basename(path))[0]
+            files = {"overlay": os.path.join(self.save_dir, f"{stem}_overlay.png"),
+                     "labels": os.path.join(self.save_dir, f"{stem}_labels.png")}
+            write_png(files["overlay"], overlay(rgb, labels, self._colours))
+            write_png(files["labels"], labels)
+        return Segmentation(path, labels, classes, files)
+
+    def _results(self, paths: list[str], loaded: list[Loaded], k: int) -> list[Classification | Segmentation]:
+        outs = self.outputs(np.stack([x for _, x in loaded]))
+        if not self._segment:
+            return self._classify(paths, outs[self.description.output_names[0]], k)
+        maps = label_maps(outs, self.description.output_names[0])
+        return [self._segment_one(p, rgb, m) for p, (rgb, _), m in zip(paths, loaded, maps)]
+
+    def predict(self, paths: Iterable[str], k: int = 5) -> Iterator[Classification | Segmentation | Failure]:
+        """Yield one result (Classification or Segmentation) or Failure per path, in input order."""
         pending: deque[tuple[str, Future]] = deque()
         path_iter = iter(paths)
         with ThreadPoolExecutor(self.workers) as pool:
@@ -62,13 +96,12 @@ class Predictor:
 
             refill()
             while pending:
-                order: list[tuple[str, np.ndarray | ImageError]] = []
+                order: list[tuple[str, Loaded | ImageError]] = []
                 while pending and sum(not isinstance(x, ImageError) for _, x in order) < self.batch_size:
                     p, fut = pending.popleft()
                     order.append((p, fut.result()))
                 refill()  # decoding of the next batch overlaps with this one's inference
                 good = [(p, x) for p, x in order if not isinstance(x, ImageError)]
-                done = iter(self._results([p for p, _ in good], self.logits(np.stack([x for _, x in good])), k)
-                            if good else ())
+                done = iter(self._results([p for p, _ in good], [x for _, x in good], k) if good else ())
                 for p, x in order:
                     yield Failure(p, str(x)) if isinstance(x, ImageError) else next(done)

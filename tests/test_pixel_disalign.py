@@ -39,15 +39,17 @@ def test_each_pixel_is_classification_disalign():
     assert torch.allclose(flat(pix(x, z)), vec(flat(x), flat(z)), atol=1e-6)
 
 
-def test_fold_into_one_conv_is_exact():
+@pytest.mark.parametrize("mode,channels", [("affine", 6), ("weights", 11)])
+def test_fold_into_one_conv_is_exact(mode, channels):
     torch.manual_seed(1)
     head = nn.Conv2d(8, 5, 1)
     cal = randomised(PixelDisAlign(8, 5))
     x = torch.randn(2, 8, 7, 9)
-    folded = cal.fold(head)
-    assert folded.conv.out_channels == 6
+    folded = cal.fold(head, mode)
+    assert folded.conv.out_channels == channels
     with torch.no_grad():
         assert torch.allclose(folded(x), cal(x, head(x)), atol=1e-5)
+        assert not torch.allclose(folded(x), head(x), atol=1e-2)  # the calibration really changes logits
 
 
 def test_grw_with_pixel_counts_ignores_255():

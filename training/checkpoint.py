@@ -11,6 +11,8 @@ import torch
 
 from ltdeploy.metadata import ModelDescription
 from training.modeling.classifier import LTClassifier
+from training.modeling.segmenter import LTSegmenter
+from training.modeling.two_stage import TwoStageModel
 from training.stage2_methods import build_calibrator
 
 FORMAT = "ltdeploy.checkpoint/1"
@@ -20,14 +22,14 @@ FORMAT = "ltdeploy.checkpoint/1"
 class Checkpoint:
     """A loaded checkpoint: the model (eval mode), its description and the raw training record."""
 
-    model: LTClassifier
+    model: TwoStageModel
     description: ModelDescription
     arch: dict
     history: dict
     path: str
 
 
-def save_checkpoint(path: str, model: LTClassifier, description: ModelDescription, history: dict) -> str:
+def save_checkpoint(path: str, model: TwoStageModel, description: ModelDescription, history: dict) -> str:
     """Write atomically (temporary file, then rename); returns the file's sha256."""
     arch = dict(model.arch, calibrator=getattr(model.calibrator, "method_name", None))
     payload = {"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
@@ -65,15 +67,19 @@ def read_checkpoint(path: str) -> Checkpoint:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ltdeploy checkpoint (expected format {FORMAT!r})")
     arch = payload["arch"]
-    model = LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
+    task = arch.get("task", "classification")
+    if task == "segmentation":
+        model = LTSegmenter(arch["body"], arch["num_classes"])
+    else:
+        model = LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
     if arch.get("calibrator"):
-        model.calibrator = build_calibrator(arch["calibrator"], model.feat_dim, arch["num_classes"])
+        model.calibrator = build_calibrator(arch["calibrator"], model.feat_dim, arch["num_classes"], task)
     model.load_state_dict(payload["state_dict"], strict=True)
     model.eval()
     desc = ModelDescription.from_dict(payload["description"], source=path)
     return Checkpoint(model, desc, arch, payload.get("history", {}), path)
 
 
-def load_checkpoint(path: str) -> LTClassifier:
-    """The model of a checkpoint, in eval mode: float batch (N, 3, H, W) → calibrated logits (N, K)."""
+def load_checkpoint(path: str) -> TwoStageModel:
+    """The model of a checkpoint, in eval mode: float batch (N, 3, H, W) → calibrated logits (N, K[, H, W])."""
     return read_checkpoint(path).model

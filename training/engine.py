@@ -34,9 +34,13 @@ def cosine_sgd(params: list[nn.Parameter], lr: float, wd: float, steps: int) -> 
     return opt, sched
 
 
-def train_stage1(model: nn.Module, loader: DataLoader, args: argparse.Namespace) -> dict:
-    """Joint training of backbone and head with instance-balanced sampling and plain cross-entropy."""
-    gen = torch.Generator().manual_seed(args.seed)
+StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int, int]]  # batch → (loss, n, correct)
+
+
+def train_epochs(model: nn.Module, loader: DataLoader, args: argparse.Namespace, step: StepFn,
+                 acc_name: str = "train_acc") -> dict:
+    """SGD with a cosine schedule over `args.epochs` epochs of `loader`; step(x, y) gives the batch's loss,
+    how many targets it covers and how many were right (for the per-epoch log)."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = cosine_sgd(params, args.lr, args.wd, args.epochs * len(loader))
     log, start = [], time.perf_counter()
@@ -45,19 +49,27 @@ def train_stage1(model: nn.Module, loader: DataLoader, args: argparse.Namespace)
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
         for x, y in loader:
-            x = augment(x, args.shift, args.hflip, gen)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            loss, n, right = step(x, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            total += len(y)
-            loss_sum += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
-        log.append({"epoch": epoch + 1, "loss": loss_sum / total, "train_acc": correct / total})
+            total += n
+            loss_sum += loss.item() * n
+            correct += right
+        log.append({"epoch": epoch + 1, "loss": loss_sum / total, acc_name: correct / total})
         bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
     return {"epochs": log, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def train_stage1(model: nn.Module, loader: DataLoader, args: argparse.Namespace) -> dict:
+    """Joint training of backbone and head with instance-balanced sampling and plain cross-entropy."""
+    gen = torch.Generator().manual_seed(args.seed)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        logits = model(augment(x, args.shift, args.hflip, gen))
+        return F.cross_entropy(logits, y), len(y), int((logits.argmax(1) == y).sum())
+    return train_epochs(model, loader, args, step)
 
 
 @torch.no_grad()

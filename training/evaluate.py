@@ -8,6 +8,11 @@
 Prints top-1 overall (mean of per-class accuracies on the balanced split) and on many / medium / few
 classes (thresholds from the model's description), and per-class accuracy against training count.
 Both forms of a model read images with the runtime's own preprocessing, so they give the same numbers.
+
+Segmentation data (ADE20K layout) gets mIoU and mAcc overall and on head / body / tail classes by
+training pixel share (> 1%, 0.1-1%, < 0.1%), on the val split by default (ADE20K's convention):
+
+    python training/evaluate.py runs/seg/disalign.onnx --data data/seg-lt --compare runs/seg/stage1.pt
 """
 from __future__ import annotations
 
@@ -19,10 +24,10 @@ import sys
 import numpy as np
 
 from ltdeploy.errors import LtDeployError
-from ltdeploy.metadata import ModelDescription
 from training.data_lists import read_split
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
+from training.seg_data import is_seg_dataset
 
 
 def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
@@ -87,18 +92,76 @@ def model_name(path: str) -> str:
     return os.path.splitext(os.path.basename(path))[0]
 
 
+def write_json(path: str, result: dict) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, path)
+
+
+def main_segmentation(args: argparse.Namespace) -> int:
+    """Evaluate a segmenter (and --compare) and print the mIoU / mAcc table."""
+    from training.seg_evaluate import SEG_HEADER, evaluate_segmentation, format_seg_scores
+
+    split = args.split or "val"
+    try:
+        runs = [(args.compare, evaluate_segmentation(args.compare, args.data, split, args.batch_size))] \
+            if args.compare else []
+        res = evaluate_segmentation(args.model, args.data, split, args.batch_size)
+    except (LtDeployError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runs.append((args.model, res))
+    desc = res["description"]
+    above, below = desc.group_thresholds
+    total = sum(desc.class_counts)
+    print(f"{split}: {res['images']} images, {desc.num_classes} classes; groups by training pixel share: "
+          f"head > {above / total:.2%} ({res['head_classes']}), body ({res['body_classes']}), "
+          f"tail < {below / total:.2%} ({res['tail_classes']})")
+    print(SEG_HEADER)
+    for path, r in runs:
+        print(format_seg_scores(os.path.basename(path), r))
+    if args.per_class:
+        for i, (name, n, g) in enumerate(zip(desc.class_names, desc.class_counts, desc.groups)):
+            cells = "  ".join("-" if r["per_class_iou"][i] is None else f"{100 * r['per_class_iou'][i]:6.2f}"
+                              for _, r in runs)
+            print(f"  {name:<24} share {n / total:8.4%}  {g:<5} IoU {cells}")
+    if args.plots:
+        from training import plots
+        name = model_name(args.model)
+        curves = {model_name(path): r["per_class_iou"] for path, r in runs}
+        for path in (plots.per_class_accuracy(curves, desc.class_counts, (above, below),
+                                              os.path.join(args.plots, f"{name}_per_class_iou.png"),
+                                              groups=desc.group_names, unit="training pixels",
+                                              metric=f"{split} IoU (%)"),
+                     plots.confusion_from_matrix(res["confusion"], desc.class_counts,
+                                                 os.path.join(args.plots, f"{name}_confusion.png"),
+                                                 title=f"{name}: pixel confusion")):
+            print(f"wrote {path}")
+    if args.json:
+        write_json(args.json, {"model": args.model, "split": split, "calibration": desc.calibration,
+                               "class_names": desc.class_names, "class_counts": desc.class_counts,
+                               "confusion": res["confusion"].tolist(),
+                               **{k: v for k, v in res.items() if k not in ("description", "confusion")}})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Evaluate and print the long-tail table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="checkpoint (.pt) or exported model (.onnx)")
     p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default=None, help="default: test (segmentation: val)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--json", default=None, help="write the full result (per-class included) here")
     p.add_argument("--per-class", action="store_true", help="print per-class accuracy too")
     p.add_argument("--plots", default=None, help="write per-class / confusion / sigma(x) plots to this folder")
     p.add_argument("--compare", default=None, help="a second model (e.g. stage 1) to draw beside this one")
     args = p.parse_args(argv)
+    if is_seg_dataset(args.data):
+        return main_segmentation(args)
+    args.split = args.split or "test"
     try:
         out, acc = evaluate(args.model, args.data, args.split, args.batch_size)
         compare = None
@@ -124,12 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_plots(args.plots, model_name(args.model), out, acc, compare):
             print(f"wrote {path}")
     if args.json:
-        result = {"model": args.model, "split": args.split, "calibration": desc.calibration,
-                  "class_names": desc.class_names, "class_counts": desc.class_counts, **acc}
-        tmp = args.json + ".partial"
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=1)
-        os.replace(tmp, args.json)
+        write_json(args.json, {"model": args.model, "split": args.split, "calibration": desc.calibration,
+                               "class_names": desc.class_names, "class_counts": desc.class_counts, **acc})
     return 0
 
 

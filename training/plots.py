@@ -23,15 +23,18 @@ def _save(fig, path: str) -> str:
 
 
 def per_class_accuracy(curves: dict[str, list[float | None]], counts: list[int], thresholds: tuple[int, int],
-                       path: str, title: str = "") -> str:
-    """Per-class top-1 (y) of each model against the class's training images (x, log), as the paper's Fig. 1."""
+                       path: str, title: str = "", groups: tuple[str, str, str] = ("many", "medium", "few"),
+                       unit: str = "training images", metric: str = "test top-1 (%)") -> str:
+    """Per-class top-1 (y) of each model against the class's training images (x, log), as the paper's Fig. 1.
+
+    Segmentation passes per-class IoU, pixel counts and head / body / tail as metric, unit and groups."""
     plt = _pyplot()
     order = np.argsort(-np.asarray(counts), kind="stable")
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax2 = ax.twinx()
     ax2.bar(np.arange(len(order)), np.asarray(counts)[order], color="0.85", width=1.0, zorder=0)
     ax2.set_yscale("log")
-    ax2.set_ylabel("training images")
+    ax2.set_ylabel(unit)
     ax.set_zorder(ax2.get_zorder() + 1)
     ax.patch.set_visible(False)
     for name, acc in curves.items():
@@ -39,27 +42,31 @@ def per_class_accuracy(curves: dict[str, list[float | None]], counts: list[int],
         ax.plot(np.arange(len(order)), a, marker="o", ms=3, lw=1.2, label=f"{name} (mean {np.nanmean(a):.1f}%)")
     many, few = thresholds
     sorted_counts = np.asarray(counts)[order]
-    for thr, label in ((many, "many | medium"), (few - 1, "medium | few")):
+    for thr, label in ((many, f"{groups[0]} | {groups[1]}"), (few - 1, f"{groups[1]} | {groups[2]}")):
         idx = int(np.searchsorted(-sorted_counts, -thr, side="right"))
         ax.axvline(idx - 0.5, color="0.4", ls="--", lw=0.8)
         ax.text(idx - 0.4, 102, label, fontsize=7, color="0.3")
     ax.set_ylim(0, 108)
     ax.set_xlabel("classes, most to least frequent in training")
-    ax.set_ylabel("test top-1 (%)")
-    ax.set_title(title or "per-class accuracy against training frequency")
+    ax.set_ylabel(metric)
+    ax.set_title(title or f"per-class {metric.split(' (')[0]} against training frequency")
     ax.legend(loc="lower left", fontsize=8)
     return _save(fig, path)
 
 
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray, counts: list[int], path: str, title: str = "") -> str:
     """Row-normalised confusion matrix, classes ordered from most to least frequent in training."""
-    plt = _pyplot()
     k = len(counts)
-    order = np.argsort(-np.asarray(counts), kind="stable")
-    rank = np.empty(k, int)
-    rank[order] = np.arange(k)
     m = np.zeros((k, k))
-    np.add.at(m, (rank[labels], rank[pred]), 1)
+    np.add.at(m, (labels, pred), 1)
+    return confusion_from_matrix(m, counts, path, title)
+
+
+def confusion_from_matrix(matrix: np.ndarray, counts: list[int], path: str, title: str = "") -> str:
+    """Draw a K x K count matrix (rows: truth) row-normalised, classes from most to least frequent."""
+    plt = _pyplot()
+    order = np.argsort(-np.asarray(counts), kind="stable")
+    m = np.asarray(matrix, np.float64)[np.ix_(order, order)]
     m /= np.maximum(m.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm import tqdm
+
+from ltdeploy.image_io import read_image
+from ltdeploy.preprocess import PreprocessConfig, preprocess_image
+from training.image_data import PRELOAD_LIMIT_BYTES
 
 IGNORE = 255
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation")}
@@ -19,6 +27,11 @@ class SegSplit:
     images: list[str]
     labels: list[str]
     class_names: list[str]
+
+
+def is_seg_dataset(root: str) -> bool:
+    """True for the ADE20K layout (an annotations/ folder beside images/)."""
+    return os.path.isdir(os.path.join(root, "annotations"))
 
 
 def read_seg_split(root: str, split: str) -> SegSplit:
@@ -64,3 +77,43 @@ def pixel_counts(split: SegSplit) -> list[int]:
             raise ValueError(f"{path}: label {int(valid.max())} but only {k} classes")
         counts += np.bincount(valid, minlength=k)
     return counts.tolist()
+
+
+class SegDataset(Dataset):
+    """(image tensor (3, H, W), label map (H, W) int64) pairs at the model's input size.
+
+    The image goes through the runtime's own preprocessing; the label map is resized with nearest
+    neighbour when its size differs. Segmentation preprocessing resizes straight to the input size
+    (resize_short 0), so image and labels stay aligned.
+    """
+
+    def __init__(self, split: SegSplit, cfg: PreprocessConfig) -> None:
+        if cfg.resize_short:
+            raise ValueError("segmentation preprocessing must resize straight to the input size (resize_short 0)")
+        self.split, self.cfg = split, cfg
+
+    def __len__(self) -> int:
+        return len(self.split.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = preprocess_image(read_image(self.split.images[i]), self.cfg)
+        lab = read_label_map(self.split.labels[i])
+        h, w = self.cfg.input_size
+        if lab.shape != (h, w):
+            lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
+        return torch.from_numpy(x), torch.from_numpy(lab.astype(np.int64))
+
+
+def make_seg_loader(split: SegSplit, cfg: PreprocessConfig, batch_size: int, shuffle: bool, workers: int = 2,
+                    seed: int = 0, desc: str = "decode") -> DataLoader:
+    """Preloaded into memory when small (as image_data.make_loader), streamed through workers when large."""
+    ds = SegDataset(split, cfg)
+    h, w = cfg.input_size
+    small = len(ds) * h * w * (3 * 4 + 8) < PRELOAD_LIMIT_BYTES
+    if small:
+        with ThreadPoolExecutor(4) as pool:
+            pairs = list(tqdm(pool.map(ds.__getitem__, range(len(ds))), total=len(ds), desc=desc, unit="img",
+                              leave=False))
+        ds = TensorDataset(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
+                      num_workers=0 if small else workers)

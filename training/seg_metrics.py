@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltdeploy.metadata import GROUP_NAMES, frequency_group, share_thresholds
 from training.seg_data import IGNORE
 
 SHARE_THRESHOLDS = (0.01, 0.001)  # head above, tail below
@@ -25,10 +26,9 @@ class ConfusionAccumulator:
 
 def share_groups(pixel_counts: list[int], thresholds: tuple[float, float] = SHARE_THRESHOLDS) -> list[str]:
     """'head', 'body' or 'tail' for each class by its share of training pixels."""
-    counts = np.asarray(pixel_counts, np.float64)
-    share = counts / max(counts.sum(), 1)
-    head, tail = thresholds
-    return ["head" if s > head else "tail" if s < tail else "body" for s in share]
+    above, below = share_thresholds(pixel_counts, *thresholds)
+    names = dict(zip(GROUP_NAMES["classification"], GROUP_NAMES["segmentation"]))
+    return [names[frequency_group(n, above, below)] for n in pixel_counts]
 
 
 def segmentation_scores(matrix: np.ndarray, groups: list[str]) -> dict:

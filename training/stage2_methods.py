@@ -17,7 +17,7 @@ from torch import nn
 from training.engine import fit_on_features
 from training.grw_loss import GRWLoss
 from training.modeling.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
-from training.modeling.calibration import DisAlign
+from training.modeling.calibration import DisAlign, PixelDisAlign
 
 TAU_GRID = [round(0.1 * i, 1) for i in range(21)]  # tau-norm search range, 0 .. 2
 
@@ -79,9 +79,9 @@ def _fit_logit_adjust(calibrator: LogitAdjust, model: nn.Module, data, args: arg
     return {"tau": args.tau}
 
 
-def _disalign(learn_alpha: bool, learn_beta: bool) -> Callable[[int, int], nn.Module]:
+def _disalign(learn_alpha: bool, learn_beta: bool, cls: type = DisAlign) -> Callable[[int, int], nn.Module]:
     def build(d: int, k: int) -> nn.Module:
-        cal = DisAlign(d, k)
+        cal = cls(d, k)
         cal.alpha.requires_grad_(learn_alpha)
         cal.beta.requires_grad_(learn_beta)
         return cal
@@ -101,11 +101,19 @@ METHODS: dict[str, Stage2Method] = {
 }
 TRAINED = {"disalign", "disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws"}
 
+# Segmentation calibrates every pixel (PixelDisAlign); seg_engine.py fits them with pixel-count G-RW.
+SEG_METHODS: dict[str, Callable[[int, int], nn.Module]] = {
+    "disalign": _disalign(True, True, PixelDisAlign),
+    "disalign-magnitude": _disalign(True, False, PixelDisAlign),
+    "disalign-margin": _disalign(False, True, PixelDisAlign),
+}
 
-def build_calibrator(name: str, in_features: int, num_classes: int) -> nn.Module:
-    """A fresh calibration module of a registered method, tagged with its name."""
-    if name not in METHODS:
-        raise ValueError(f"unknown stage-2 method {name!r}; choose from {', '.join(METHODS)}")
-    module = METHODS[name].build(in_features, num_classes)
+
+def build_calibrator(name: str, in_features: int, num_classes: int, task: str = "classification") -> nn.Module:
+    """A fresh calibration module of a registered method for the task, tagged with its name."""
+    table = {k: m.build for k, m in METHODS.items()} if task == "classification" else SEG_METHODS
+    if name not in table:
+        raise ValueError(f"unknown {task} stage-2 method {name!r}; choose from {', '.join(table)}")
+    module = table[name](in_features, num_classes)
     module.method_name = name
     return module

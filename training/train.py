@@ -9,6 +9,13 @@ stage 1 (BatchNorm statistics included) and fits only a calibration method's par
 features unless --augment asks for augmented images through the frozen backbone every epoch.
 Methods: disalign (default), its ablations disalign-magnitude / disalign-margin, grw-classifier, crt,
 lws, tau-norm, ncm, logit-adjust.
+
+Segmentation data (the ADE20K layout: images/, annotations/, classes.txt) trains a segmenter instead
+(training/train_seg.py): `--backbone small_seg` (default) or a torchvision / LR-ASPP model, and stage 2
+calibrates every pixel (disalign and its two ablations):
+
+    python training/train.py stage1 --data data/seg-lt --out runs/seg/stage1.pt --hflip
+    python training/train.py stage2 --checkpoint runs/seg/stage1.pt --data data/seg-lt --out runs/seg/disalign.pt
 """
 from __future__ import annotations
 
@@ -31,6 +38,8 @@ from training.image_data import make_loader
 from training.modeling.backbones import BACKBONES
 from training.modeling.classifier import LTClassifier
 from training.modeling.heads import HEADS
+from training.modeling.seg_bodies import SEG_BODIES
+from training.seg_data import is_seg_dataset
 from training.stage2_data import Stage2Data
 from training.stage2_methods import METHODS, TRAINED, build_calibrator
 
@@ -153,9 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--hflip", action="store_true", help="augmentation: random horizontal flips")
 
     s1 = sub.add_parser("stage1", parents=[common], help="joint training on the long-tailed data")
-    s1.add_argument("--backbone", default="small_cnn", choices=list(BACKBONES))
+    s1.add_argument("--backbone", default=None, choices=list(BACKBONES) + list(SEG_BODIES),
+                    help="default: small_cnn (classification) or small_seg (segmentation)")
     s1.add_argument("--head", default="linear", choices=list(HEADS))
-    s1.add_argument("--pretrained", action="store_true", help="ImageNet weights (tf_efficientnet_lite0)")
+    s1.add_argument("--pretrained", action="store_true",
+                    help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0)")
     s1.add_argument("--epochs", type=int, default=30)
     s1.add_argument("--input-size", type=int, default=None)
     s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
@@ -182,9 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    if args.stage == "stage1" and (args.many is None) != (args.few is None):
-        print("error: give both --many and --few, or neither", file=sys.stderr)
-        return 2
+    task = "segmentation" if is_seg_dataset(args.data) else "classification"
+    if args.stage == "stage1":
+        if (args.many is None) != (args.few is None):
+            print("error: give both --many and --few, or neither", file=sys.stderr)
+            return 2
+        models = SEG_BODIES if task == "segmentation" else BACKBONES
+        args.backbone = args.backbone or next(iter(models))
+        if args.backbone not in models:
+            print(f"error: {args.data} is {task} data; --backbone must be one of {', '.join(models)}",
+                  file=sys.stderr)
+            return 2
+    if task == "segmentation":
+        from training.train_seg import run_seg_stage1, run_seg_stage2
+        return run_seg_stage1(args, provenance) if args.stage == "stage1" else run_seg_stage2(args, provenance)
     return run_stage1(args) if args.stage == "stage1" else run_stage2(args)
 
 

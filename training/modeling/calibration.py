@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.modeling.folded import FoldedHead, head_weights
+from training.modeling.folded import FoldedConvHead, FoldedHead, head_weights
 
 
 class DisAlign(nn.Module):
@@ -62,10 +62,15 @@ class PixelDisAlign(DisAlign):
         super().__init__(in_channels, num_classes, confidence=nn.Conv2d(in_channels, 1, 1))
 
     @torch.no_grad()
-    def fold(self, head: nn.Conv2d) -> "FoldedConvHead":
-        """One 1x1 convolution with K+1 output channels [W; v], then the fused multiply-add."""
-        from training.modeling.folded import FoldedConvHead
-
-        bias = head.bias if head.bias is not None else torch.zeros(head.out_channels)
-        return FoldedConvHead(torch.cat([head.weight, self.confidence.weight]), torch.cat([bias, self.confidence.bias]),
-                              self.alpha - 1, self.beta)
+    def fold(self, head: nn.Conv2d, mode: str = "affine") -> FoldedConvHead:
+        """One 1x1 convolution: K+1 channels [W; v] ("affine") or 2K+1 [W; diag(a1) W; v] ("weights")."""
+        w = head.weight.flatten(1)
+        b = head.bias if head.bias is not None else torch.zeros(head.out_channels)
+        k, a1 = w.shape[0], self.alpha - 1
+        v, c = self.confidence.weight.flatten(1), self.confidence.bias
+        if mode == "affine":
+            return FoldedConvHead(torch.cat([w, v]), torch.cat([b, c]), k, "affine", a1=a1, beta=self.beta)
+        if mode == "weights":
+            return FoldedConvHead(torch.cat([w, a1[:, None] * w, v]), torch.cat([b, a1 * b + self.beta, c]), k,
+                                  "weights")
+        raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")

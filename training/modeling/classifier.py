@@ -9,9 +9,10 @@ from torch import nn
 from training.modeling.backbones import build_backbone
 from training.modeling.folded import FoldedHead, fold_plain
 from training.modeling.heads import build_head
+from training.modeling.two_stage import TwoStageModel
 
 
-class LTClassifier(nn.Module):
+class LTClassifier(TwoStageModel):
     """Maps a preprocessed batch (N, 3, H, W) to logits (N, K); calibrated when a calibrator is set."""
 
     def __init__(self, backbone: str, head: str, num_classes: int, pretrained: bool = False) -> None:
@@ -25,31 +26,9 @@ class LTClassifier(nn.Module):
         """Pooled features (N, d): what stage 2 caches."""
         return self.backbone(x)
 
-    def forward_head(self, feat: torch.Tensor, calibrated: bool = True) -> torch.Tensor:
-        """Logits (N, K) from pooled features; stage-1 logits when calibrated is False."""
-        z = self.head(feat)
-        if calibrated and self.calibrator is not None:
-            return self.calibrator(feat, z)
-        return z
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated logits (N, K)."""
         return self.forward_head(self.forward_features(x))
-
-    def freeze_stage1(self) -> None:
-        """Freeze backbone and head, BatchNorm statistics included; only the calibrator trains."""
-        for p in list(self.backbone.parameters()) + list(self.head.parameters()):
-            p.requires_grad_(False)
-        self.backbone.eval()
-        self.head.eval()
-
-    def train(self, mode: bool = True) -> "LTClassifier":
-        """Train mode for the calibrator only once stage 1 is frozen (keeps BatchNorm in eval)."""
-        super().train(mode)
-        if mode and not any(p.requires_grad for p in self.backbone.parameters()):
-            self.backbone.eval()
-            self.head.eval()
-        return self
 
     @torch.no_grad()
     def folded(self, mode: str = "affine") -> "FoldedClassifier":

@@ -78,20 +78,32 @@ def fold_plain(head: nn.Module, weight_scale: torch.Tensor | None = None,
 
 
 class FoldedConvHead(nn.Module):
-    """Per-pixel DisAlign folded into one 1x1 convolution: (N, C, H, W) → calibrated logits (N, K, H, W)."""
+    """Per-pixel calibration folded into one 1x1 convolution: (N, C, H, W) → calibrated logits (N, K, H, W).
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, a1: torch.Tensor, beta: torch.Tensor) -> None:
+    Modes as FoldedHead: "plain" (K channels), "affine" (K+1: [W; v], then z + sig * (a1 * z + beta)),
+    "weights" (2K+1: [W; diag(a1) W; v], bias [b; a1 * b + beta; c], then z + sig * z2).
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, num_classes: int, mode: str = "plain",
+                 a1: torch.Tensor | None = None, beta: torch.Tensor | None = None) -> None:
         super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"unknown fold mode {mode!r}; choose from {', '.join(MODES)}")
         self.conv = nn.Conv2d(weight.shape[1], weight.shape[0], 1)
         with torch.no_grad():
-            self.conv.weight.copy_(weight)
+            self.conv.weight.copy_(weight.reshape(self.conv.weight.shape))
             self.conv.bias.copy_(bias)
-        self.k = weight.shape[0] - 1
-        self.register_buffer("a1", a1.detach().clone().reshape(1, -1, 1, 1))
-        self.register_buffer("beta", beta.detach().clone().reshape(1, -1, 1, 1))
+        self.k, self.mode = num_classes, mode
+        for name, t in (("a1", a1), ("beta", beta)):
+            self.register_buffer(name, None if t is None else t.detach().clone().reshape(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Calibrated per-pixel logits."""
         out = self.conv(x)
-        z, sig = out[:, :self.k], torch.sigmoid(out[:, self.k:])
-        return z + sig * (self.a1 * z + self.beta)
+        if self.mode == "plain":
+            return out
+        k = self.k
+        z = out[:, :k]
+        if self.mode == "affine":
+            return z + torch.sigmoid(out[:, k:]) * (self.a1 * z + self.beta)
+        return z + torch.sigmoid(out[:, 2 * k:]) * out[:, k:2 * k]

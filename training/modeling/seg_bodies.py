@@ -1,0 +1,137 @@
+"""Segmentation feature extractors: name → builder returning (module mapping N x 3 x H x W to the decoder
+feature N x C x h x w, C). The per-pixel classifier (and the calibration) run on that feature.
+
+torchvision's heads end in 1x1 classifier convolutions; the bodies here stop just before them, so the
+stage-1 classifier is one 1x1 conv that DisAlign can calibrate and the export can fold. LR-ASPP sums two
+classifiers (on the low-level feature and on the upsampled context); that equals one conv on their
+concatenation, which is the feature returned here.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _cbr(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmallSegNet(nn.Module):
+    """A small encoder (stride 4, dilated context) with a stride-2 skip: trains in minutes on 2 CPU cores."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.stem = nn.Sequential(_cbr(3, w), _cbr(w, w), nn.MaxPool2d(2), _cbr(w, 2 * w))  # stride 2
+        self.context = nn.Sequential(nn.MaxPool2d(2), _cbr(2 * w, 4 * w), _cbr(4 * w, 4 * w, 2),
+                                     _cbr(4 * w, 4 * w, 4))  # stride 4
+        self.fuse = _cbr(6 * w, 2 * w)
+        self.out_channels = 2 * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder feature at stride 2."""
+        low = self.stem(x)
+        ctx = F.interpolate(self.context(low), size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return self.fuse(torch.cat([low, ctx], 1))
+
+
+class BeforeClassifier(nn.Module):
+    """torchvision FCN / DeepLabV3 up to (not including) the final 1x1 classifier."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.decoder = nn.Sequential(*list(model.classifier.children())[:-1])
+        self.out_channels = model.classifier[-1].in_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder feature (stride 8 for ResNets, 16 for MobileNetV3)."""
+        return self.decoder(self.backbone(x)["out"])
+
+
+class LRASPPFeature(nn.Module):
+    """LR-ASPP's decoder: [low-level feature; upsampled (context * attention)] at stride 8."""
+
+    def __init__(self, backbone: nn.Module, low_channels: int, high_channels: int, inter: int = 128) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.cbr = nn.Sequential(nn.Conv2d(high_channels, inter, 1, bias=False), nn.BatchNorm2d(inter),
+                                 nn.ReLU(inplace=True))
+        self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(high_channels, inter, 1, bias=False),
+                                   nn.Sigmoid())
+        self.out_channels = low_channels + inter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Concatenated decoder feature at the low-level feature's stride."""
+        feats = self.backbone(x)
+        low, high = (feats["low"], feats["high"]) if isinstance(feats, dict) else feats
+        ctx = self.cbr(high) * self.scale(high)
+        ctx = F.interpolate(ctx, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([low, ctx], 1)
+
+
+def _no_pretrained(name: str, pretrained: bool) -> None:
+    if pretrained:
+        raise ValueError(f"{name}: no offline ImageNet weights ship here; train from scratch or use "
+                         "lraspp_lite0 --pretrained")
+
+
+def _small(pretrained: bool) -> nn.Module:
+    _no_pretrained("small_seg", pretrained)
+    return SmallSegNet()
+
+
+def _torchvision(name: str) -> Callable[[bool], nn.Module]:
+    def build(pretrained: bool) -> nn.Module:
+        from torchvision.models import segmentation
+
+        _no_pretrained(name, pretrained)
+        model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=2)
+        if name.startswith("lraspp"):
+            head = model.classifier
+            body = LRASPPFeature(model.backbone, head.low_classifier.in_channels, head.cbr[0].in_channels,
+                                 head.cbr[0].out_channels)
+            body.cbr, body.scale = head.cbr, head.scale
+            return body
+        return BeforeClassifier(model)
+    return build
+
+
+def _lraspp_lite0(pretrained: bool) -> nn.Module:
+    """LR-ASPP on EfficientNet-Lite0 (strides 8 and 32), with the real ImageNet weights when pretrained."""
+    import timm
+
+    from training.modeling.backbones import lite0_imagenet_state
+
+    net = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 4))
+    if pretrained:
+        own = net.state_dict()
+        state = {k: v for k, v in lite0_imagenet_state().items() if k in own}
+        missing = set(own) - set(state)
+        if missing:
+            raise ValueError(f"lraspp_lite0: {len(missing)} backbone weights missing, e.g. {sorted(missing)[0]}")
+        net.load_state_dict(state, strict=True)
+    low, high = net.feature_info.channels()
+    return LRASPPFeature(net, low, high)
+
+
+SEG_BODIES: dict[str, Callable[[bool], nn.Module]] = {
+    "small_seg": _small,
+    "lraspp_mobilenet_v3_large": _torchvision("lraspp_mobilenet_v3_large"),
+    "deeplabv3_mobilenet_v3_large": _torchvision("deeplabv3_mobilenet_v3_large"),
+    "fcn_resnet50": _torchvision("fcn_resnet50"),
+    "deeplabv3_resnet50": _torchvision("deeplabv3_resnet50"),
+    "lraspp_lite0": _lraspp_lite0,
+}
+
+
+def build_seg_body(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
+    """Build a registered segmentation body; returns (module, decoder feature channels C)."""
+    if name not in SEG_BODIES:
+        raise ValueError(f"unknown segmentation model {name!r}; choose from {', '.join(SEG_BODIES)}")
+    body = SEG_BODIES[name](pretrained)
+    return body, body.out_channels
