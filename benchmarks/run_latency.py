@@ -5,7 +5,8 @@
 
 Each round runs every (engine, batch) pair for --runs timed iterations, one pair after another, so a
 slow moment of a noisy machine hits all of them alike. Reports p50 / p90 / p99 latency per batch,
-images/s at the median, and each engine's median ratio to the first engine at the same batch.
+images/s at the median, and each engine's median ratio to the first engine at the same batch. `--size` times graphs with a dynamic
+height and width (segmentation) at another input size, e.g. `--size 512`.
 """
 from __future__ import annotations
 
@@ -98,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--spin", action="store_true",
                    help="let ONNX Runtime's idle threads spin (off by default: spinning pools of interleaved "
                         "sessions steal each other's cores)")
+    p.add_argument("--size", type=int, default=None,
+                   help="input side in pixels instead of the model's own (segmentation graphs take any size)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.engine and not args.torch:
@@ -109,12 +112,16 @@ def main(argv: list[str] | None = None) -> int:
     except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.size:
+        for t in targets:
+            t.input_size = (args.size, args.size)
     measure(targets, batches, args.rounds, args.runs, args.warmup)
 
     import onnxruntime
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "threads": args.threads, "onnxruntime": onnxruntime.__version__,
-           "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs, "warmup": args.warmup}
+           "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
+           "warmup": args.warmup, "input_size": list(targets[0].input_size)}
     rows = []
     print(f"\n{env}\n")
     print(f"{'engine':<48} {'provider':<22} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "

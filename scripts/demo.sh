@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# The whole job on each small long-tailed set: make data → stage 1 → DisAlign → evaluate before/after →
-# export (folded ONNX, verified against PyTorch) → evaluate the ONNX → `ltdeploy predict` on a test image.
+# The whole job on each small long-tailed set: make data → stage 1 → DisAlign → export (folded ONNX, verified
+# against PyTorch) → evaluate before/after and the ONNX → `ltdeploy predict` on a held-out image.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-DATASETS=${DATASETS:-"digits-lt shapes-lt"}
+DATASETS=${DATASETS:-"digits-lt shapes-lt seg-lt"}
 LTDEPLOY="$(dirname "$PY")/ltdeploy"
 export PYTHONWARNINGS=ignore
 
-for ds in $DATASETS; do
-  data="data/$ds" runs="runs/$ds"
-  case "$ds" in
-    digits-lt) gen=(--imbalance 50) s1=(--epochs 30) ;;
-    shapes-lt) gen=(--imbalance 100 --classes 50) s1=(--epochs 30 --hflip) ;;
-    *) echo "unknown dataset $ds" >&2; exit 2 ;;
-  esac
-  echo "=== $ds"
-  "$PY" training/make_data.py "$ds" --out "$data" "${gen[@]}"
-  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" "${s1[@]}"
+classification() {  # dataset, generator args, stage-1 args
+  local ds=$1 data="data/$1" runs="runs/$1"
+  "$PY" training/make_data.py "$ds" --out "$data" $2
+  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" $3
   "$PY" training/train.py stage2 --method disalign --checkpoint "$runs/stage1.pt" --data "$data" \
       --out "$runs/disalign.pt" --rho 1.2
   "$PY" export/to_onnx.py "$runs/stage1.pt" -o "$runs/stage1.onnx" --verify-images 0
@@ -24,8 +18,31 @@ for ds in $DATASETS; do
   for m in stage1.pt disalign.pt disalign.onnx; do
     "$PY" training/evaluate.py "$runs/$m" --data "$data" --json "$runs/eval_${m%.*}_${m##*.}.json" | tail -n 1
   done
-  image="$data/$(head -n 1 "$data/test.txt" | cut -d' ' -f1)"
-  echo "true label: $(head -n 1 "$data/test.txt" | cut -d' ' -f2) ($(sed -n "$(( $(head -n 1 "$data/test.txt" | cut -d' ' -f2) + 1 ))p" "$data/classes.txt"))"
-  "$LTDEPLOY" predict "$image" --engine "$runs/disalign.onnx" --topk 3
+  local first label
+  read -r first label < "$data/test.txt"
+  echo "true label: $label ($(sed -n "$((label + 1))p" "$data/classes.txt"))"
+  "$LTDEPLOY" predict "$data/$first" --engine "$runs/disalign.onnx" --topk 3
+}
+
+segmentation() {  # seg-lt: per-pixel DisAlign (rho 0.3), mIoU head / body / tail, overlay and label PNGs
+  local data="data/seg-lt" runs="runs/seg-lt"
+  "$PY" training/make_data.py seg-lt --out "$data"
+  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --epochs 20 --batch-size 16 --hflip
+  "$PY" training/train.py stage2 --checkpoint "$runs/stage1.pt" --data "$data" --out "$runs/disalign.pt"
+  "$PY" export/to_onnx.py "$runs/disalign.pt" -o "$runs/disalign.onnx" --verify-images 0
+  "$PY" training/evaluate.py "$runs/disalign.onnx" --data "$data" --compare "$runs/stage1.pt" \
+      --json "$runs/eval_disalign_onnx.json" | tail -n 3
+  "$LTDEPLOY" predict "$data/images/val/00000.png" "$data/images/val/00001.png" --engine "$runs/disalign.onnx" \
+      --out "$runs/predictions"
+}
+
+for ds in $DATASETS; do
+  echo "=== $ds"
+  case "$ds" in
+    digits-lt) classification digits-lt "--imbalance 50" "--epochs 30" ;;
+    shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 30 --hflip" ;;
+    seg-lt) segmentation ;;
+    *) echo "unknown dataset $ds" >&2; exit 2 ;;
+  esac
 done
-echo "=== done: models, ONNX files and evaluation JSON under runs/"
+echo "=== done: models, ONNX files, evaluation JSON and segmentation PNGs under runs/"

@@ -2,7 +2,7 @@
 
     python training/make_data.py digits-lt --out data/digits-lt --imbalance 50
     python training/make_data.py shapes-lt --out data/shapes-lt --imbalance 100 --classes 50
-    python training/make_data.py seg-lt --out data/seg-lt --imbalance 100 --classes 30
+    python training/make_data.py seg-lt --out data/seg-lt --imbalance 15 --classes 30
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("name", choices=["digits-lt", "shapes-lt", "seg-lt"])
     p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
-    p.add_argument("--imbalance", type=float, default=None, help="n_max / n_min (digits 50, shapes 100)")
+    p.add_argument("--imbalance", type=float, default=None,
+                   help="n_max / n_min (digits 50, shapes 100; seg-lt: object presence ratio, 15)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classes", type=int, default=None, help="shapes-lt: 50 (<= 256); seg-lt: 30 (<= 67)")
     p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = make_shapes_lt(tmp, imbalance=args.imbalance or 100.0, seed=args.seed,
                                  num_classes=args.classes or 50, n_max=args.n_max, size=args.size)
     else:
-        summary = make_seg_lt(tmp, num_classes=args.classes or 30, imbalance=args.imbalance or 100.0,
+        summary = make_seg_lt(tmp, num_classes=args.classes or 30, imbalance=args.imbalance or 15.0,
                               seed=args.seed)
     with open(os.path.join(tmp, "dataset.json"), "w") as f:
         json.dump({"name": args.name, "seed": args.seed, **summary}, f, indent=1)

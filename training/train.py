@@ -51,6 +51,9 @@ PREPROCESS_DEFAULTS = {
 }
 
 
+DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3}  # METHOD.md §3: ImageNet-LT 1.2, ADE20K 0.2-0.3
+
+
 def preprocess_for(args: argparse.Namespace) -> PreprocessConfig:
     """The backbone's default eval transform, with any command-line overrides."""
     key = "resnet" if args.backbone.startswith("resnet") else args.backbone
@@ -179,7 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     s2 = sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model")
     s2.add_argument("--method", default="disalign", choices=list(METHODS))
     s2.add_argument("--checkpoint", required=True, help="stage-1 checkpoint")
-    s2.add_argument("--rho", type=float, default=1.2, help="G-RW scale: 0 instance-, 1 class-balanced")
+    s2.add_argument("--rho", type=float, default=None,
+                    help="G-RW scale: 0 instance-, 1 class-balanced (default 1.2; segmentation 0.3, as ADE20K)")
     s2.add_argument("--epochs", type=int, default=10)
     s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
     s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {args.data} is {task} data; --backbone must be one of {', '.join(models)}",
                   file=sys.stderr)
             return 2
+    if args.stage == "stage2" and args.rho is None:
+        args.rho = DEFAULT_RHO[task]
     if task == "segmentation":
         from training.train_seg import run_seg_stage1, run_seg_stage2
         return run_seg_stage1(args, provenance) if args.stage == "stage1" else run_seg_stage2(args, provenance)
