@@ -4,15 +4,8 @@ from torch import nn
 
 from training.modeling.calibration import PixelDisAlign
 from training.modeling.seg_bodies import LRASPPFeature, build_seg_body
+from tests.test_pixel_disalign import randomised
 from training.modeling.segmenter import ArgmaxLabels, LTSegmenter, upsample
-
-
-def randomise(cal: PixelDisAlign) -> None:
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        cal.alpha.copy_(1 + 0.5 * torch.randn(cal.alpha.shape, generator=g))
-        cal.beta.copy_(torch.randn(cal.beta.shape, generator=g))
-        cal.confidence.weight.copy_(0.2 * torch.randn(cal.confidence.weight.shape, generator=g))
 
 
 def test_segmenter_outputs_logits_at_input_size_for_any_size():
@@ -27,7 +20,7 @@ def test_folded_segmenter_equals_the_calibrated_model(mode):
     torch.manual_seed(0)
     model = LTSegmenter("small_seg", 6).eval()
     model.calibrator = PixelDisAlign(model.feat_dim, 6)
-    randomise(model.calibrator)
+    randomised(model.calibrator)
     x = torch.randn(2, 3, 48, 40)
     with torch.no_grad():
         want = model(x)
