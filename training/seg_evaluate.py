@@ -8,13 +8,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import preprocess_image
+from ltdeploy.segment import label_maps, resize_labels
 from training.seg_data import SegSplit, read_label_map, read_seg_split
 from training.seg_metrics import ConfusionAccumulator, segmentation_scores
 
@@ -31,8 +31,7 @@ def seg_label_fn(model_path: str) -> tuple[ModelDescription, LabelFn]:
         desc = backend.description
 
         def run(x: np.ndarray) -> np.ndarray:
-            out = backend.run({desc.input_name: x})
-            return out["labels"] if "labels" in out else out[desc.output_names[0]].argmax(1)
+            return label_maps(backend.run({desc.input_name: x}), desc.output_names[0])
         return desc, run
     import torch
 
@@ -57,10 +56,8 @@ def seg_confusion(run: LabelFn, split: SegSplit, desc: ModelDescription, batch_s
             pairs = list(pool.map(load, range(start, min(start + batch_size, len(split.images)))))
             pred = run(np.stack([x for x, _ in pairs]))
             for p, (_, lab) in zip(pred, pairs):
-                if p.shape != lab.shape:
-                    p = cv2.resize(p.astype(np.uint8 if desc.num_classes <= 256 else np.uint16),
-                                   (lab.shape[1], lab.shape[0]), interpolation=cv2.INTER_NEAREST)
-                acc.update(p, lab)
+                acc.update(resize_labels(p.astype(np.uint8 if desc.num_classes <= 256 else np.uint16), lab.shape),
+                           lab)
     return acc.matrix
 
 
