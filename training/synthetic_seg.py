@@ -19,14 +19,19 @@ from training.seg_data import IGNORE
 from training.synthetic_data import COLOURS, SHAPES, _shape_mask
 
 STUFF = ("sky", "ground", "wall")
-# Object colours in rank order, neighbours far apart in hue (red 0, green 60, purple 140, yellow 30, ...),
-# so that a class is told apart from its neighbours in the tail by colour as well as by shape.
+# Object colours in rank order, neighbours far apart in hue (red 0, green 60, purple 140, yellow 30, ...).
 SEG_COLOURS = ("red", "green", "purple", "yellow", "cyan", "magenta", "orange", "blue")
 
 
 def seg_classes(num_classes: int) -> list[str]:
-    """Stuff classes first, then shape-colour object classes."""
-    objects = [f"{s}-{c}" for c in SEG_COLOURS for s in SHAPES]
+    """Stuff classes first, then shape-colour object classes in rank order.
+
+    The ranks run through a Latin square (rank r: colour r mod 8, shape (r + r // 8) mod 8), so every colour
+    and every shape occurs among the frequent classes and a tail class is a new combination of both, the way
+    a rare ADE20K class shares parts and textures with common ones.
+    """
+    n = len(SEG_COLOURS)
+    objects = [f"{SHAPES[(r + r // n) % n]}-{SEG_COLOURS[r % n]}" for r in range(n * n)]
     if not len(STUFF) < num_classes <= len(STUFF) + len(objects):
         raise ValueError(f"seg-lt has {len(STUFF) + 1}..{len(STUFF) + len(objects)} classes, asked for {num_classes}")
     return list(STUFF) + objects[:num_classes - len(STUFF)]
