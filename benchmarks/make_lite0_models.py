@@ -17,20 +17,12 @@ import torch
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from training.checkpoint import save_checkpoint
 from training.modeling.backbones import lite0_imagenet_state
+from training.modeling.calibration import random_disalign
 from training.stage2_methods import build_calibrator
 from training.modeling.classifier import LTClassifier
 from training.synthetic_data import long_tail_counts
 from training.train import PREPROCESS_DEFAULTS
 from ltdeploy.preprocess import PreprocessConfig
-
-
-def random_disalign(cal: torch.nn.Module) -> torch.nn.Module:
-    """DisAlign parameters drawn at random (not the identity), so that timing sees real arithmetic."""
-    with torch.no_grad():
-        cal.alpha.uniform_(0.8, 1.3)
-        cal.beta.normal_(0, 0.5)
-        cal.confidence.weight.normal_(0, 0.01)
-    return cal
 
 
 def main(argv: list[str] | None = None) -> int:

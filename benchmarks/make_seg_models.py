@@ -15,10 +15,10 @@ import sys
 
 import torch
 
-from benchmarks.make_lite0_models import random_disalign
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import save_checkpoint
+from training.modeling.calibration import random_disalign
 from training.modeling.seg_bodies import SEG_BODIES
 from training.modeling.segmenter import LTSegmenter
 from training.stage2_methods import build_calibrator

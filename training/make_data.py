@@ -3,6 +3,7 @@
     python training/make_data.py digits-lt --out data/digits-lt --imbalance 50
     python training/make_data.py shapes-lt --out data/shapes-lt --imbalance 100 --classes 50
     python training/make_data.py seg-lt --out data/seg-lt --imbalance 15 --classes 30
+    python training/make_data.py det-lt --out data/det-lt --classes 50 (LVIS v1 JSON)
 """
 from __future__ import annotations
 
@@ -13,20 +14,23 @@ import shutil
 import sys
 
 from training.synthetic_data import make_digits_lt, make_shapes_lt
+from training.synthetic_det import make_det_lt
 from training.synthetic_seg import make_seg_lt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and write the dataset."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=["digits-lt", "shapes-lt", "seg-lt"])
+    p.add_argument("name", choices=["digits-lt", "shapes-lt", "seg-lt", "det-lt"])
     p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     p.add_argument("--imbalance", type=float, default=None,
                    help="n_max / n_min (digits 50, shapes 100; seg-lt: object presence ratio, 15)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--classes", type=int, default=None, help="shapes-lt: 50 (<= 256); seg-lt: 30 (<= 67)")
+    p.add_argument("--classes", type=int, default=None, help="shapes-lt: 50 (<= 256); seg-lt: 30 (<= 67); det-lt: 50 (<= 64)")
     p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
-    p.add_argument("--size", type=int, default=32, help="shapes-lt only: image side in pixels")
+    p.add_argument("--size", type=int, default=None, help="image side in pixels (shapes-lt 32, det-lt 128)")
+    p.add_argument("--train-images", type=int, default=None, help="det-lt only: 600")
+    p.add_argument("--val-images", type=int, default=None, help="det-lt only: 150")
     args = p.parse_args(argv)
     if args.imbalance is not None and args.imbalance < 1:
         p.error("--imbalance must be >= 1")
@@ -36,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         summary = make_digits_lt(tmp, imbalance=args.imbalance or 50.0, seed=args.seed)
     elif args.name == "shapes-lt":
         summary = make_shapes_lt(tmp, imbalance=args.imbalance or 100.0, seed=args.seed,
-                                 num_classes=args.classes or 50, n_max=args.n_max, size=args.size)
+                                 num_classes=args.classes or 50, n_max=args.n_max, size=args.size or 32)
+    elif args.name == "det-lt":
+        summary = make_det_lt(tmp, num_classes=args.classes or 50, n_train=args.train_images or 600,
+                              n_val=args.val_images or 150, size=args.size or 128, seed=args.seed)
     else:
         summary = make_seg_lt(tmp, num_classes=args.classes or 30, imbalance=args.imbalance or 15.0,
                               seed=args.seed)
@@ -48,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         share = sorted(summary["train_pixel_share"].values(), reverse=True)
         print(f"seg-lt: {summary['classes']} classes, {summary['train_images']} train / {summary['val_images']} val "
               f"images; pixel share {100 * share[0]:.1f}% .. {100 * share[-1]:.4f}% -> {args.out}")
+        return 0
+    if args.name == "det-lt":
+        g = summary["groups"]
+        print(f"det-lt: {summary['classes']} categories (rare {g['r']}, common {g['c']}, frequent {g['f']}), "
+              f"{summary['train_images']} train / {summary['val_images']} val images, "
+              f"{summary['train_instances']} / {summary['val_instances']} instances -> {args.out}")
         return 0
     counts = list(summary["train_counts"].values())
     print(f"{args.name}: {summary['classes']} classes, train {sum(counts)} images "

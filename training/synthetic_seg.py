@@ -23,18 +23,25 @@ STUFF = ("sky", "ground", "wall")
 SEG_COLOURS = ("red", "green", "purple", "yellow", "cyan", "magenta", "orange", "blue")
 
 
-def seg_classes(num_classes: int) -> list[str]:
-    """Stuff classes first, then shape-colour object classes in rank order.
+def latin_objects(count: int) -> list[str]:
+    """Shape-colour object names in rank order, through a Latin square.
 
-    The ranks run through a Latin square (rank r: colour r mod 8, shape (r + r // 8) mod 8), so every colour
-    and every shape occurs among the frequent classes and a tail class is a new combination of both, the way
-    a rare ADE20K class shares parts and textures with common ones.
+    Rank r gets colour r mod 8 and shape (r + r // 8) mod 8, so every colour and every shape occurs among the
+    frequent classes and a tail class is a new combination of both, the way a rare ADE20K or LVIS class
+    shares parts and textures with common ones.
     """
     n = len(SEG_COLOURS)
-    objects = [f"{SHAPES[(r + r // n) % n]}-{SEG_COLOURS[r % n]}" for r in range(n * n)]
-    if not len(STUFF) < num_classes <= len(STUFF) + len(objects):
-        raise ValueError(f"seg-lt has {len(STUFF) + 1}..{len(STUFF) + len(objects)} classes, asked for {num_classes}")
-    return list(STUFF) + objects[:num_classes - len(STUFF)]
+    if count > n * n:
+        raise ValueError(f"at most {n * n} shape-colour objects, asked for {count}")
+    return [f"{SHAPES[(r + r // n) % n]}-{SEG_COLOURS[r % n]}" for r in range(count)]
+
+
+def seg_classes(num_classes: int) -> list[str]:
+    """Stuff classes first, then shape-colour object classes in rank order."""
+    most = len(STUFF) + len(SEG_COLOURS) ** 2
+    if not len(STUFF) < num_classes <= most:
+        raise ValueError(f"seg-lt has {len(STUFF) + 1}..{most} classes, asked for {num_classes}")
+    return list(STUFF) + latin_objects(num_classes - len(STUFF))
 
 
 def _noise(rng: np.random.Generator, size: int, base: tuple[float, float, float], sd: float) -> np.ndarray:
