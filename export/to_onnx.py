@@ -47,6 +47,15 @@ def second_size(cfg: PreprocessConfig) -> PreprocessConfig:
     return dataclasses.replace(cfg, input_size=(h, w))
 
 
+def seg_chunk(num_classes: int, size: tuple[int, int], budget: int = 256 << 20) -> int:
+    """Images per parity batch for segmentation: a float32 logit map of at most `budget` bytes, 1..8.
+
+    ORT output, torch output and their difference all live at once: 150 classes at 768x768 is 354 MB per
+    image, and a fixed chunk of 8 needed 14 GB.
+    """
+    return max(1, min(8, budget // (4 * num_classes * size[0] * size[1])))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Export, verify, and move into place only when parity holds."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -98,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
         ops = op_counts(tmp)
         for images, size in checks:
-            report = check_parity(tmp, model, images, SEG_MIN_AGREEMENT if seg else 1.0, chunk=8 if seg else 256)
+            chunk = seg_chunk(len(desc.class_names), size) if seg else 256
+            report = check_parity(tmp, model, images, SEG_MIN_AGREEMENT if seg else 1.0, chunk=chunk)
             diff = "labels only" if report.max_abs_diff is None else f"max abs logit diff {report.max_abs_diff:.2e}"
             print(f"parity vs PyTorch on {report.images} {split} images at {size[0]}x{size[1]} (batch "
                   f"{report.batch_sizes}): {diff}, {'pixel' if seg else 'top-1'} argmax agreement "

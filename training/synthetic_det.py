@@ -18,6 +18,7 @@ import numpy as np
 from faster_coco_eval.core import mask as mask_utils
 from tqdm import tqdm
 
+from training.det_data import decode_mask
 from training.synthetic_data import COLOURS, _shape_mask
 from training.synthetic_seg import latin_objects
 
@@ -82,13 +83,18 @@ def render_scene(size: int, cats: list[int], names: list[str], rng: np.random.Ge
         img[y:y + obj, x:x + obj] = soft[..., None] * fg + (1 - soft[..., None]) * region
         mask = np.zeros((size, size), np.uint8)
         mask[y:y + obj, x:x + obj] = soft >= 0.5
-        ys, xs = np.nonzero(mask)
+        segmentation = _segmentation(mask, shape)
+        if not segmentation:
+            continue
+        # box and area from the mask as the annotation encodes it (a polygon through the boundary pixels'
+        # centres covers a little less than the pixel mask), so that ground truth is self-consistent
+        ys, xs = np.nonzero(decode_mask(segmentation, size, size))
         if len(xs) < 4:
             continue
         taken.append((x, y, obj, obj))
         x0, y0 = int(xs.min()), int(ys.min())
         instances.append({"category": c, "bbox": [x0, y0, int(xs.max()) + 1 - x0, int(ys.max()) + 1 - y0],
-                          "area": int(mask.sum()), "segmentation": _segmentation(mask, shape)})
+                          "area": len(xs), "segmentation": segmentation})
     return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).round().astype(np.uint8), instances
 
 

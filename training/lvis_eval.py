@@ -1,0 +1,36 @@
+"""LVIS-style AP with faster-coco-eval (LVIS mode: federated negatives, r / c / f groups, 300 detections)."""
+from __future__ import annotations
+
+import copy
+import logging
+
+import numpy as np
+from faster_coco_eval import COCO, COCOeval_faster
+
+AP_KEYS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
+_FROM = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APr": "APr", "APc": "APc", "APf": "APf"}
+MAX_DETS = 300
+SCORE_THRESHOLD = 1e-4
+
+
+def lvis_ap(gt: COCO | str, detections: list[dict], iou_type: str = "bbox") -> dict[str, float]:
+    """AP, AP50, AP75, APr, APc, APf in percent for COCO-results-format detections (300 per image at most,
+    scores below 1e-4 dropped). A group without categories in the split reports -1."""
+    gt = gt if isinstance(gt, COCO) else COCO(gt)
+    dets = [d for d in detections if d["score"] >= SCORE_THRESHOLD]
+    if not dets:
+        return {k: 0.0 for k in AP_KEYS}
+    dt = gt.loadRes(copy.deepcopy(dets))
+    ev = COCOeval_faster(gt, dt, iou_type, lvis_style=True, print_function=logging.getLogger(__name__).debug)
+    ev.params.maxDets = [MAX_DETS]
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    stats = ev.stats_as_dict
+    return {k: round(100 * float(stats[_FROM[k]]), 2) if stats[_FROM[k]] >= 0 else -1.0 for k in AP_KEYS}
+
+
+def pairwise_bias(confusion: np.ndarray) -> float:
+    """PwB(M) = ||M - M^T||_F (PCB's measure of asymmetric confusion; lower is better)."""
+    m = np.asarray(confusion, np.float64)
+    return float(np.linalg.norm(m - m.T))
