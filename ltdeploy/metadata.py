@@ -11,11 +11,13 @@ from ltdeploy.preprocess import PreprocessConfig
 
 SCHEMA = "ltdeploy.model/1"
 METADATA_KEY = "ltdeploy"
-TASKS = ("classification", "segmentation")
+TASKS = ("classification", "segmentation", "detection")
 # Frequency groups per task: (above the first threshold, between, below the second). Classification counts
 # training images per class, segmentation training pixels per class (ADE20K's head / body / tail).
-GROUP_NAMES = {"classification": ("many", "medium", "few"), "segmentation": ("head", "body", "tail")}
-COUNT_UNITS = {"classification": "training images", "segmentation": "training pixels"}
+GROUP_NAMES = {"classification": ("many", "medium", "few"), "segmentation": ("head", "body", "tail"),
+               "detection": ("frequent", "common", "rare")}
+COUNT_UNITS = {"classification": "training images", "segmentation": "training pixels",
+               "detection": "training images"}
 
 
 @dataclass(frozen=True)

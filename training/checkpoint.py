@@ -11,6 +11,7 @@ import torch
 
 from ltdeploy.metadata import ModelDescription
 from training.modeling.classifier import LTClassifier
+from training.modeling.detector import LTDetector
 from training.modeling.segmenter import LTSegmenter
 from training.modeling.two_stage import TwoStageModel
 from training.stage2_methods import build_calibrator
@@ -70,6 +71,8 @@ def read_checkpoint(path: str) -> Checkpoint:
     task = arch.get("task", "classification")
     if task == "segmentation":
         model = LTSegmenter(arch["body"], arch["num_classes"])
+    elif task == "detection":
+        model = LTDetector(**{k: v for k, v in arch.items() if k not in ("task", "calibrator")})
     else:
         model = LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
     if arch.get("calibrator"):

@@ -108,10 +108,14 @@ SEG_METHODS: dict[str, Callable[[int, int], nn.Module]] = {
     "disalign-margin": _disalign(False, True, PixelDisAlign),
 }
 
+# Detection calibrates the K foreground logits of every RoI (the background logit is left alone).
+DET_METHODS: dict[str, Callable[[int, int], nn.Module]] = {"disalign": _disalign(True, True, DisAlign)}
+
 
 def build_calibrator(name: str, in_features: int, num_classes: int, task: str = "classification") -> nn.Module:
     """A fresh calibration module of a registered method for the task, tagged with its name."""
-    table = {k: m.build for k, m in METHODS.items()} if task == "classification" else SEG_METHODS
+    table = {"segmentation": SEG_METHODS, "detection": DET_METHODS}.get(task) or {k: m.build for k, m in
+                                                                                  METHODS.items()}
     if name not in table:
         raise ValueError(f"unknown {task} stage-2 method {name!r}; choose from {', '.join(table)}")
     module = table[name](in_features, num_classes)

@@ -16,6 +16,14 @@ calibrates every pixel (disalign and its two ablations):
 
     python training/train.py stage1 --data data/seg-lt --out runs/seg/stage1.pt --hflip
     python training/train.py stage2 --checkpoint runs/seg/stage1.pt --data data/seg-lt --out runs/seg/disalign.pt
+
+Detection data (LVIS / COCO JSON: annotations/{train,val}.json, images/{train,val}/) trains Faster R-CNN
+(or Mask R-CNN with --masks) with our RoI box branch (training/train_det.py); --pcb adds PCB's iterative head
+and soft targets, --rfs T repeat-factor sampling; stage 2 fits DisAlign on the foreground logits. Runs in
+one process or under `torchrun --nproc_per_node 2` (gloo):
+
+    python training/train.py stage1 --data data/det-lt --out runs/det/pcb.pt --pcb --epochs 12
+    python training/train.py stage2 --checkpoint runs/det/pcb.pt --data data/det-lt --out runs/det/pcb_disalign.pt
 """
 from __future__ import annotations
 
@@ -38,7 +46,9 @@ from training.image_data import make_loader
 from training.modeling.backbones import BACKBONES
 from training.modeling.classifier import LTClassifier
 from training.modeling.heads import HEADS
+from training.modeling.detector import DET_BODIES
 from training.modeling.seg_bodies import SEG_BODIES
+from training.det_data import is_det_dataset
 from training.seg_data import is_seg_dataset
 from training.stage2_data import Stage2Data
 from training.stage2_methods import METHODS, TRAINED, build_calibrator
@@ -51,7 +61,10 @@ PREPROCESS_DEFAULTS = {
 }
 
 
-DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3}  # METHOD.md §3: ImageNet-LT 1.2, ADE20K 0.2-0.3
+# Defaults that differ by task: (batch size, lr, weight decay, stage-1 epochs, stage-2 epochs).
+TASK_DEFAULTS = {"detection": (8, 0.02, 1e-4, 12, 4)}
+OTHER_DEFAULTS = (64, 0.1, 5e-4, 30, 10)
+DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3, "detection": 0.8}  # METHOD.md §3: ImageNet-LT, ADE20K, LVIS
 
 
 def preprocess_for(args: argparse.Namespace) -> PreprocessConfig:
@@ -156,21 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data", required=True, help="folder with train/val(/test) lists (ImageNet-LT format)")
     common.add_argument("--out", required=True, help="checkpoint to write")
-    common.add_argument("--batch-size", type=int, default=64)
-    common.add_argument("--lr", type=float, default=0.1)
-    common.add_argument("--wd", type=float, default=5e-4)
+    common.add_argument("--batch-size", type=int, default=None, help="default 64 (detection 8)")
+    common.add_argument("--lr", type=float, default=None, help="default 0.1 (detection 0.02)")
+    common.add_argument("--wd", type=float, default=None, help="default 5e-4 (detection 1e-4)")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--workers", type=int, default=2, help="decoding processes for large sets")
     common.add_argument("--shift", type=int, default=2, help="augmentation: random shift in pixels")
     common.add_argument("--hflip", action="store_true", help="augmentation: random horizontal flips")
 
     s1 = sub.add_parser("stage1", parents=[common], help="joint training on the long-tailed data")
-    s1.add_argument("--backbone", default=None, choices=list(BACKBONES) + list(SEG_BODIES),
-                    help="default: small_cnn (classification) or small_seg (segmentation)")
+    s1.add_argument("--backbone", default=None, choices=list(BACKBONES) + list(SEG_BODIES) + list(DET_BODIES),
+                    help="default: small_cnn (classification), small_seg (segmentation), mobilenet_v3_fpn (detection)")
     s1.add_argument("--head", default="linear", choices=list(HEADS))
     s1.add_argument("--pretrained", action="store_true",
                     help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0)")
-    s1.add_argument("--epochs", type=int, default=30)
+    s1.add_argument("--epochs", type=int, default=None, help="default 30 (detection 12)")
     s1.add_argument("--input-size", type=int, default=None)
     s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
     s1.add_argument("--interpolation", default=None, choices=["nearest", "bilinear", "bicubic", "area"])
@@ -178,18 +191,27 @@ def build_parser() -> argparse.ArgumentParser:
     s1.add_argument("--std", type=float, nargs=3, default=None)
     s1.add_argument("--many", type=int, default=None, help="many-shot: more than this many train images")
     s1.add_argument("--few", type=int, default=None, help="few-shot: fewer than this many train images")
+    det = s1.add_argument_group("detection")
+    det.add_argument("--masks", action="store_true", help="Mask R-CNN (instance segmentation)")
+    det.add_argument("--pcb", action="store_true", help="PCB: iterative head (3 passes) and confusion soft targets")
+    det.add_argument("--passes", type=int, default=None, help="box-head passes (default 3 with --pcb, else 1)")
+    det.add_argument("--pcb-start", type=int, default=None, help="first PCB epoch, 0-based (default 2/3 of --epochs)")
+    det.add_argument("--loss-log", default=None, help="write the per-iteration loss curve (JSON) here")
 
     s2 = sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model")
     s2.add_argument("--method", default="disalign", choices=list(METHODS))
     s2.add_argument("--checkpoint", required=True, help="stage-1 checkpoint")
     s2.add_argument("--rho", type=float, default=None,
                     help="G-RW scale: 0 instance-, 1 class-balanced (default 1.2; segmentation 0.3, as ADE20K)")
-    s2.add_argument("--epochs", type=int, default=10)
+    s2.add_argument("--epochs", type=int, default=None, help="default 10 (detection 4)")
     s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
     s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
     s2.add_argument("--no-cache", action="store_true",
                     help="recompute features every epoch, no on-disk cache either (for timing)")
     s2.add_argument("--tau", type=float, default=1.0, help="logit-adjust: strength of the prior correction")
+    for sp in (s1, s2):
+        sp.add_argument("--rfs", type=float, default=0.0, help="detection: repeat-factor sampling threshold (0: off)")
+        sp.add_argument("--warmup", type=int, default=100, help="detection: linear warm-up iterations")
     return p
 
 
@@ -197,19 +219,31 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    task = "segmentation" if is_seg_dataset(args.data) else "classification"
+    task = ("detection" if is_det_dataset(args.data) else "segmentation" if is_seg_dataset(args.data)
+            else "classification")
     if args.stage == "stage1":
         if (args.many is None) != (args.few is None):
             print("error: give both --many and --few, or neither", file=sys.stderr)
             return 2
-        models = SEG_BODIES if task == "segmentation" else BACKBONES
+        models = {"segmentation": SEG_BODIES, "detection": DET_BODIES}.get(task, BACKBONES)
         args.backbone = args.backbone or next(iter(models))
         if args.backbone not in models:
             print(f"error: {args.data} is {task} data; --backbone must be one of {', '.join(models)}",
                   file=sys.stderr)
             return 2
+    batch, lr, wd, epochs1, epochs2 = TASK_DEFAULTS.get(task, OTHER_DEFAULTS)
+    args.batch_size = args.batch_size or batch
+    args.lr = lr if args.lr is None else args.lr
+    args.wd = wd if args.wd is None else args.wd
+    args.epochs = args.epochs or (epochs1 if args.stage == "stage1" else epochs2)
     if args.stage == "stage2" and args.rho is None:
         args.rho = DEFAULT_RHO[task]
+    if task == "detection":
+        from training.train_det import run_det_stage1, run_det_stage2
+        if args.stage == "stage1":
+            args.passes = args.passes or (3 if args.pcb else 1)
+            args.pcb_start = (2 * args.epochs) // 3 if args.pcb_start is None else args.pcb_start
+        return run_det_stage1(args, provenance) if args.stage == "stage1" else run_det_stage2(args, provenance)
     if task == "segmentation":
         from training.train_seg import run_seg_stage1, run_seg_stage2
         return run_seg_stage1(args, provenance) if args.stage == "stage1" else run_seg_stage2(args, provenance)

@@ -1,0 +1,165 @@
+"""Detection training and inference loops: one CPU process or torchrun (gloo), RFS sampling, PCB switch,
+COCO-results output and the validation confusion matrix."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from faster_coco_eval.core import mask as mask_utils
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from training.det_data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
+from training.modeling.detector import LTDetector
+
+
+def init_distributed() -> tuple[int, int]:
+    """(rank, world size): a gloo process group under torchrun, (0, 1) otherwise."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+class RandomFlip(Dataset):
+    """Horizontal flips with probability 0.5, drawn from (seed, epoch, index) so ranks agree on nothing
+    but reproduce themselves."""
+
+    def __init__(self, dataset: LVISDataset, seed: int) -> None:
+        self.dataset, self.seed, self.epoch = dataset, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, target = self.dataset[index]
+        if np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5:
+            return hflip(image, target)
+        return image, target
+
+
+def make_det_loader(dataset: LVISDataset, args: argparse.Namespace, rank: int = 0,
+                    world: int = 1) -> tuple[DataLoader, RepeatFactorSampler, RandomFlip | LVISDataset]:
+    """Training loader: repeat-factor sampling (threshold --rfs; 0 = every image once) split across ranks."""
+    factors = repeat_factors(dataset, args.rfs) if args.rfs > 0 else [1.0] * len(dataset)
+    sampler = RepeatFactorSampler(factors, seed=args.seed, rank=rank, world=world)
+    source = RandomFlip(dataset, args.seed) if args.hflip else dataset
+    loader = DataLoader(source, batch_size=args.batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
+    return loader, sampler, source
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over `warmup` steps, then cosine to zero."""
+    def factor(s: int) -> float:
+        return min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def train_detector(model: LTDetector, dataset: LVISDataset, args: argparse.Namespace, stage: str = "stage 1",
+                   loss_keys: tuple[str, ...] | None = None) -> dict:
+    """SGD over `args.epochs` epochs; PCB turns on from epoch `args.pcb_start` once every class was seen.
+
+    `loss_keys` limits the optimised losses (stage 2: the classification loss only). Returns the
+    per-iteration total loss (rank 0's view of the mean over ranks) and per-epoch means.
+    """
+    rank, world = init_distributed()
+    loader, sampler, source = make_det_loader(dataset, args, rank, world)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.wd)
+    sched = warmup_cosine(opt, args.epochs * len(loader), args.warmup)
+    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    heads = model.net.roi_heads
+    iters, epochs, start = [], [], time.perf_counter()
+    bar = tqdm(range(args.epochs), desc=stage, unit="epoch", disable=rank != 0)
+    for epoch in bar:
+        sampler.set_epoch(epoch)
+        if isinstance(source, RandomFlip):
+            source.epoch = epoch
+        if heads.confusion is not None:
+            heads.pcb_active = epoch >= getattr(args, "pcb_start", 0) and heads.confusion.ready
+        model.train()
+        sums: dict[str, float] = {}
+        for images, targets in loader:
+            losses = net(images, targets)
+            keys = loss_keys or tuple(losses)
+            loss = sum(losses[k] for k in keys)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            value = loss.detach().clone()
+            if world > 1:
+                dist.all_reduce(value)
+                value /= world
+            iters.append(round(float(value), 5))
+            for k in keys:
+                sums[k] = sums.get(k, 0.0) + float(losses[k])
+        mean = {k: round(v / len(loader), 4) for k, v in sums.items()}
+        epochs.append({"epoch": epoch + 1, "pcb": bool(heads.pcb_active), **mean})
+        bar.set_postfix(loss=f"{sum(mean.values()):.3f}", pcb=int(heads.pcb_active))
+    return {"iterations": iters, "epochs": epochs, "world_size": world,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _rle(mask: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+
+
+def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
+    """One image's detections (boxes xyxy, labels 1..K, scores, optional masks N,1,H,W) in COCO results format."""
+    boxes = np.asarray(output["boxes"], np.float64)
+    labels, scores = np.asarray(output["labels"]), np.asarray(output["scores"])
+    masks = output.get("masks")
+    results = []
+    for i in range(len(scores)):
+        x0, y0, x1, y1 = boxes[i]
+        det = {"image_id": int(image_id), "category_id": category_ids[int(labels[i]) - 1],
+               "bbox": [round(float(x0), 3), round(float(y0), 3), round(float(x1 - x0), 3), round(float(y1 - y0), 3)],
+               "score": round(float(scores[i]), 6)}
+        if masks is not None:
+            det["segmentation"] = _rle(np.asarray(masks[i]).reshape(masks.shape[-2:]) >= 0.5)
+        results.append(det)
+    return results
+
+
+@torch.no_grad()
+def detect(model: LTDetector, dataset: LVISDataset, batch_size: int = 8, desc: str = "detect") -> list[dict]:
+    """COCO-results detections of a whole split, model in eval mode."""
+    model.eval()
+    ids = [c["id"] for c in dataset.categories]
+    results = []
+    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        outputs = model([img for img, _ in items])
+        for (_, target), out in zip(items, outputs):
+            results += to_coco_results({k: v.numpy() for k, v in out.items()}, target["image_id"], ids)
+    return results
+
+
+@torch.no_grad()
+def gt_box_confusion(model: LTDetector, dataset: LVISDataset, batch_size: int = 8) -> np.ndarray:
+    """M (K x K): row y is the mean foreground probability over the split's ground-truth boxes of class y,
+    each box given to the RoI head as its own proposal (rows of unseen classes stay zero)."""
+    model.eval()
+    net = model.net
+    k = len(dataset.categories)
+    sums, counts = np.zeros((k, k)), np.zeros(k)
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
+        images, targets = net.transform([img for img, _ in items], [dict(t) for _, t in items])
+        features = net.backbone(images.tensors)
+        boxes = [t["boxes"] for t in targets]
+        pooled = net.roi_heads.box_roi_pool(features, boxes, images.image_sizes)
+        logits, _ = net.roi_heads.box_predictor(pooled)
+        probs = logits[:, 1:].softmax(1).numpy()
+        labels = torch.cat([t["labels"] for t in targets]).numpy() - 1
+        np.add.at(sums, labels, probs)
+        counts += np.bincount(labels, minlength=k)
+    return sums / np.maximum(counts, 1)[:, None]
