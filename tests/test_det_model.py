@@ -1,0 +1,117 @@
+"""PCB pieces (confusion EMA, soft targets, a_r, pass weights), the iterative box branch, and DisAlign on the
+foreground logits of a detector."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from training.modeling.calibration import random_disalign
+from training.modeling.det_heads import RoIBoxBranch, pass_weights
+from training.modeling.detector import LTDetector
+from training.modeling.pcb import ConfusionEMA, pass_strength, pcb_pass_loss
+from training.stage2_methods import build_calibrator
+
+
+def test_confusion_ema_first_update_sets_then_averages() -> None:
+    ema = ConfusionEMA(3, gamma=0.9)
+    logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]])
+    ema.update(logits[:2], torch.tensor([0, 0]))  # class 0 only
+    p = logits[:2].softmax(1).mean(0)
+    assert torch.allclose(ema.matrix[0], p / p.sum())
+    assert ema.matrix[1:].abs().sum() == 0 and ema.seen.tolist() == [True, False, False]
+    assert not ema.ready
+    ema.update(logits[2:], torch.tensor([0]))
+    expected = 0.9 * (p / p.sum()) + 0.1 * logits[2].softmax(0)
+    assert torch.allclose(ema.matrix[0], expected / expected.sum())
+    ema.update(logits[1:], torch.tensor([1, 2]))
+    assert ema.ready
+    assert torch.allclose(ema.matrix.sum(1), torch.ones(3))
+
+
+def test_soft_targets_are_normalised_columns() -> None:
+    ema = ConfusionEMA(3)
+    ema.matrix.copy_(torch.tensor([[0.8, 0.2, 0.0], [0.1, 0.6, 0.3], [0.0, 0.5, 0.5]]))
+    t = ema.soft_targets(torch.tensor([1, 2]))
+    col1 = torch.tensor([0.2, 0.6, 0.5]) / 1.3
+    assert torch.allclose(t[0], col1) and torch.allclose(t[1], torch.tensor([0.0, 0.3, 0.5]) / 0.8)
+    assert torch.allclose(t.sum(1), torch.ones(2))
+
+
+def test_pass_strength_and_weights() -> None:
+    assert [pass_strength(0.4, r, 3) for r in range(3)] == [0.0, 0.2, 0.4]
+    assert pass_strength(0.4, 0, 1) == 0.0
+    assert pass_weights(3) == [0.2, 0.2, 0.6] and pass_weights(1) == [1.0]
+
+
+def test_pcb_loss_mixes_only_positives() -> None:
+    ema = ConfusionEMA(2)
+    ema.matrix.copy_(torch.tensor([[0.7, 0.3], [0.4, 0.6]]))
+    logits = torch.randn(4, 3)
+    labels = torch.tensor([0, 1, 2, 0])  # background, class 1, class 2, background
+    a = 0.4
+    got = pcb_pass_loss(logits, labels, ema, a)
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    logp = F.log_softmax(logits, 1)
+    t1 = torch.tensor([0.7, 0.4]) / 1.1  # column of class 1 (index 0)
+    t2 = torch.tensor([0.3, 0.6]) / 0.9
+    soft = torch.stack([-(t1 * logp[1, 1:]).sum(), -(t2 * logp[2, 1:]).sum()])
+    want = torch.stack([ce[0], (1 - a) * ce[1] + a * soft[0], (1 - a) * ce[2] + a * soft[1], ce[3]]).mean()
+    assert torch.allclose(got, want)
+    assert torch.allclose(pcb_pass_loss(logits, labels, ema, 0.0), ce.mean())
+
+
+def test_iterative_branch_shapes_and_identity_start() -> None:
+    torch.manual_seed(0)
+    one, three = RoIBoxBranch(8, 7, 6, 32, passes=1), RoIBoxBranch(8, 7, 6, 32, passes=3)
+    three.box_head.load_state_dict(one.box_head.state_dict())
+    three.predictor.load_state_dict(one.predictor.state_dict())
+    pooled = torch.randn(5, 8, 7, 7)
+    three.train()
+    z, d = three(pooled)
+    assert z.shape == (5, 6) and d.shape == (5, 24) and len(three.pass_logits) == 3
+    z1, _ = one(pooled)
+    assert torch.allclose(z, z1, atol=1e-6)  # zero-initialised MLPs: the passes start identical
+    with torch.no_grad():
+        three.to_bias[-1].bias.fill_(0.5)
+    assert not torch.allclose(three(pooled)[0], z1)
+    three.eval()
+    three(pooled)
+    assert three.pass_logits == []
+
+
+@pytest.fixture(scope="module")
+def detector() -> LTDetector:
+    torch.manual_seed(0)
+    return LTDetector(body="mobilenet_v3_fpn", num_classes=5, passes=3, pcb=True, image_size=64).eval()
+
+
+def test_disalign_leaves_background_and_earlier_passes_alone(detector: LTDetector) -> None:
+    branch = detector.branch
+    branch.eval()
+    pooled = torch.randn(6, 256, 7, 7)
+    with torch.no_grad():
+        branch.to_bias[-1].weight.normal_(0, 0.05)
+        z0, d0 = branch(pooled)
+        detector.calibrator = random_disalign(build_calibrator("disalign", detector.feat_dim, 5, "detection"))
+        z1, d1 = branch(pooled)
+    assert torch.equal(z1[:, 0], z0[:, 0])  # background logit untouched
+    assert not torch.allclose(z1[:, 1:], z0[:, 1:])
+    assert torch.equal(d1, d0)  # the passes before the last (and the boxes) are stage 1's
+    with torch.no_grad():
+        branch.fold("affine")
+        z2, _ = branch(pooled)
+    assert detector.calibrator is None
+    assert torch.allclose(z2, z1, atol=1e-5)
+
+
+def test_stage2_trains_only_the_calibrator(detector: LTDetector) -> None:
+    model = LTDetector(**{k: v for k, v in detector.arch.items() if k != "task"})
+    model.calibrator = build_calibrator("disalign", model.feat_dim, 5, "detection")
+    model.freeze_stage1()
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {f"net.roi_heads.box_predictor.calibrator.{n}"
+                         for n in ("alpha", "beta", "confidence.weight", "confidence.bias")}
+    model.train()
+    assert not model.net.backbone.body["0"][1].training  # BatchNorm stays frozen
+    assert model.net.roi_heads.training  # RoI sampling and losses still run
