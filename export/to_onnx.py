@@ -21,12 +21,14 @@ import tempfile
 import numpy as np
 
 from export.onnx_export import export_description, embed_description, export_module, op_counts
+from export.det_export import check_det_parity, export_detector
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_batch
 from training.checkpoint import file_sha256, read_checkpoint
 from training.data_lists import read_split
+from training.det_data import LVISDataset
 from training.modeling.segmenter import ArgmaxLabels
 from training.seg_data import read_seg_split
 
@@ -36,7 +38,12 @@ SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (METHOD.md §6; tie
 def verification_batch(data_dir: str, split: str, count: int, cfg: PreprocessConfig,
                        task: str = "classification") -> np.ndarray:
     """The first `count` images of a split, preprocessed as the model expects."""
-    paths = read_seg_split(data_dir, split).images if task == "segmentation" else read_split(data_dir, split).paths
+    if task == "detection":
+        paths = LVISDataset(data_dir, split).image_paths()
+    elif task == "segmentation":
+        paths = read_seg_split(data_dir, split).images
+    else:
+        paths = read_split(data_dir, split).paths
     paths = paths[:count] if count > 0 else paths
     return preprocess_batch([read_image(p) for p in paths], cfg)
 
@@ -54,6 +61,40 @@ def seg_chunk(num_classes: int, size: tuple[int, int], budget: int = 256 << 20) 
     image, and a fixed chunk of 8 needed 14 GB.
     """
     return max(1, min(8, budget // (4 * num_classes * size[0] * size[1])))
+
+
+def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: str) -> int:
+    """Detection: export the whole detector, check the top detections against PyTorch, move into place."""
+    desc = ck.description
+    split = args.split or "val"
+    count = min(args.verify_images, 50) if args.verify_images > 0 else 0
+    batch = verification_batch(data_dir, split, count, desc.preprocess, desc.task)
+    out_dir = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
+    os.close(fd)
+    try:
+        outputs = export_detector(module, tmp, desc.preprocess.input_size, desc.input_name)
+        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
+        ops = op_counts(tmp)
+        report = check_det_parity(tmp, ck.model, list(batch))
+        print(f"parity vs PyTorch on {report.images} {split} images ({report.compared} detections with score >= "
+              f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
+              f"max score diff {report.max_score_diff:.2e}")
+        if not report.ok():
+            print("error: parity check failed (boxes within 1e-3 relative, same labels, scores within 1e-4); "
+                  "nothing written", file=sys.stderr)
+            return 1
+        os.replace(tmp, args.output)
+    except LtDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
+          f"{sum(ops.values())} nodes, NonMaxSuppression {ops.get('NonMaxSuppression', 0)})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if not data_dir or not os.path.isdir(data_dir):
         print(f"error: no dataset to verify on ({data_dir!r}); pass --data DIR", file=sys.stderr)
         return 2
+    if desc.task == "detection":
+        return export_detection(args, ck, module, fold, data_dir)
     split = args.split or ("val" if seg else "test")
     batch = verification_batch(data_dir, split, args.verify_images, desc.preprocess, desc.task)
     checks = [(batch, desc.preprocess.input_size)]

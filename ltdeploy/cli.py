@@ -30,12 +30,17 @@ def cli() -> None:
 @click.option("--batch-size", "-b", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="cpu", show_default=True, type=DEVICES)
 @click.option("--out", "-o", "out_dir", default="predictions", show_default=True,
-              help="Segmentation: folder for NAME_overlay.png and NAME_labels.png (at each image's size).")
-@click.option("--no-save", is_flag=True, help="Segmentation: print the summary only, write no images.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of lines.")
+              help="Segmentation: NAME_overlay.png and NAME_labels.png; detection: NAME_det.png (image size).")
+@click.option("--no-save", is_flag=True, help="Segmentation / detection: print the summary only, write no images.")
+@click.option("--score-threshold", default=0.25, show_default=True, type=click.FloatRange(0, 1),
+              help="Detection: keep detections scoring at least this.")
+@click.option("--max-detections", default=100, show_default=True, type=click.IntRange(1),
+              help="Detection: at most this many per image, best first.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document instead of lines (detection: COCO results format per image).")
 def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, device: str, out_dir: str,
-            no_save: bool, as_json: bool) -> None:
-    """Classify or segment IMAGES (files or directories), as the engine's task says.
+            no_save: bool, score_threshold: float, max_detections: int, as_json: bool) -> None:
+    """Classify, segment or detect in IMAGES (files or directories), as the engine's task says.
 
     Exit 1 if any image failed, 2 if nothing could run.
     """
@@ -45,14 +50,15 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
 
     try:
         paths = expand_sources(list(images))
-        predictor = Predictor(engine, device=device, batch_size=batch_size, save_dir=None if no_save else out_dir)
+        predictor = Predictor(engine, device=device, batch_size=batch_size, save_dir=None if no_save else out_dir,
+                              score_threshold=score_threshold, max_detections=max_detections)
         outcomes = []
         for res in predictor.predict(paths, k=topk):
             outcomes.append(res)
             if isinstance(res, Failure):
                 click.echo(f"error: {res.error}", err=True)
             elif not as_json:
-                click.echo(res.summary(topk) if predictor.description.task == "segmentation" else res.summary())
+                click.echo(res.summary() if predictor.description.task == "classification" else res.summary(topk))
     except LtDeployError as exc:
         _fail(exc)
     failures = [r for r in outcomes if isinstance(r, Failure)]

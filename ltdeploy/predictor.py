@@ -1,5 +1,6 @@
 """Predictor: images → preprocessing (from the model's description) → backend → result objects
-(Classification, or Segmentation with its overlay and label PNGs written to `save_dir`).
+(Classification; Segmentation with its overlay and label PNGs, or Detections with the drawn image,
+written to `save_dir`).
 
 Decoding and preprocessing run in a small thread pool (OpenCV releases the GIL) so that the next
 batch is being prepared while the engine runs the current one.
@@ -15,20 +16,23 @@ import numpy as np
 
 from ltdeploy.backends import Backend, load_backend
 from ltdeploy.classify import softmax, topk
+from ltdeploy.detect import draw, mask_to_rle, rescale, select
 from ltdeploy.errors import ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
-from ltdeploy.results import ClassShare, Classification, Failure, Segmentation, TopClass
+from ltdeploy.results import (ClassShare, Classification, DetectedObject, Detections, Failure, Segmentation,
+                              TopClass)
 from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, resize_labels, write_png
 
 Loaded = tuple[np.ndarray | None, np.ndarray]  # (the RGB image when the task draws on it, model input)
 
 
 class Predictor:
-    """A loaded model ready to classify or segment image files."""
+    """A loaded model ready to classify, segment or detect in image files."""
 
     def __init__(self, engine: str | Backend, device: str = "cpu", batch_size: int = 16, threads: int = 0,
-                 workers: int = 2, save_dir: str | None = None) -> None:
+                 workers: int = 2, save_dir: str | None = None, score_threshold: float = 0.25,
+                 max_detections: int = 100) -> None:
         self.backend = load_backend(engine, device=device, threads=threads) if isinstance(engine, str) else engine
         self.description = self.backend.description
         self.batch_size = max(1, batch_size)
@@ -36,7 +40,9 @@ class Predictor:
         self.save_dir = save_dir
         self._groups = self.description.groups
         self._segment = self.description.task == "segmentation"
-        self._colours = palette(self.description.num_classes) if self._segment else None
+        self._detect = self.description.task == "detection"
+        self._colours = palette(self.description.num_classes) if self._segment or self._detect else None
+        self.score_threshold, self.max_detections = score_threshold, max_detections
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """All graph outputs for a preprocessed float32 batch (N, 3, H, W)."""
@@ -49,7 +55,8 @@ class Predictor:
     def _load(self, path: str) -> Loaded | ImageError:
         try:
             rgb = read_image(path)
-            return (rgb if self._segment else None), preprocess_image(rgb, self.description.preprocess)
+            draws = self._segment or self._detect
+            return (rgb if draws else None), preprocess_image(rgb, self.description.preprocess)
         except ImageError as exc:
             return exc
 
@@ -75,15 +82,36 @@ class Predictor:
             write_png(files["labels"], labels)
         return Segmentation(path, labels, classes, files)
 
-    def _results(self, paths: list[str], loaded: list[Loaded], k: int) -> list[Classification | Segmentation]:
+    def _detect_one(self, path: str, rgb: np.ndarray, x: np.ndarray) -> Detections:
+        dets = select(self.outputs(x[None]), self.score_threshold, self.max_detections)
+        h, w = rgb.shape[:2]
+        dets = rescale(dets, self.description.preprocess.input_size, (h, w))
+        names = self.description.class_names
+        idx = dets["labels"].astype(int) - 1  # the graph numbers classes 1..K (0 is background)
+        masks = dets.get("masks")
+        objects = [DetectedObject(int(i), names[i], float(sc), self._groups[i], tuple(float(v) for v in b),
+                                  mask_to_rle(masks[j]) if masks is not None else None)
+                   for j, (i, sc, b) in enumerate(zip(idx, dets["scores"], dets["boxes"]))]
+        files = {}
+        if self.save_dir:
+            files["image"] = os.path.join(self.save_dir, f"{os.path.splitext(os.path.basename(path))[0]}_det.png")
+            write_png(files["image"], draw(rgb, dets["boxes"], [f"{o.name} {o.score:.2f}" for o in objects],
+                                           self._colours[idx], masks))
+        return Detections(path, w, h, objects, files)
+
+    def _results(self, paths: list[str], loaded: list[Loaded],
+                 k: int) -> list[Classification | Segmentation | Detections]:
+        if self._detect:  # detection graphs take one image at a time
+            return [self._detect_one(p, rgb, x) for p, (rgb, x) in zip(paths, loaded)]
         outs = self.outputs(np.stack([x for _, x in loaded]))
         if not self._segment:
             return self._classify(paths, outs[self.description.output_names[0]], k)
         maps = label_maps(outs, self.description.output_names[0])
         return [self._segment_one(p, rgb, m) for p, (rgb, _), m in zip(paths, loaded, maps)]
 
-    def predict(self, paths: Iterable[str], k: int = 5) -> Iterator[Classification | Segmentation | Failure]:
-        """Yield one result (Classification or Segmentation) or Failure per path, in input order."""
+    def predict(self, paths: Iterable[str],
+                k: int = 5) -> Iterator[Classification | Segmentation | Detections | Failure]:
+        """Yield one result (Classification, Segmentation or Detections) or Failure per path, in input order."""
         pending: deque[tuple[str, Future]] = deque()
         path_iter = iter(paths)
         with ThreadPoolExecutor(self.workers) as pool:

@@ -89,3 +89,54 @@ class Segmentation:
         return {"path": self.path, "height": h, "width": w, "files": dict(self.files),
                 "classes": [{"index": c.index, "name": c.name, "share": round(c.share, 6), "group": c.group}
                             for c in self.classes]}
+
+
+@dataclass(frozen=True)
+class DetectedObject:
+    """One detection: class index (0-based), name, score, frequency group, box (x0, y0, x1, y1) in the
+    image's pixels and, for instance segmentation, the mask as COCO run-length encoding."""
+
+    index: int
+    name: str
+    score: float
+    group: str
+    box: tuple[float, float, float, float]
+    rle: dict | None = None
+
+
+@dataclass(frozen=True)
+class Detections:
+    """The detections of one image, highest score first, and the files written."""
+
+    path: str
+    width: int
+    height: int
+    objects: list[DetectedObject] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)  # "image" → the drawn PNG
+
+    def summary(self, top: int = 5) -> str:
+        """One line: path, size, count, the best detections, and the file written."""
+        shown = ", ".join(f"{o.name} {o.score:.2f}" for o in self.objects[:top])
+        more = f" (+{len(self.objects) - top} more)" if len(self.objects) > top else ""
+        files = f" → {', '.join(self.files.values())}" if self.files else ""
+        return f"{self.path}: {self.width}x{self.height}, {len(self.objects)} detections: {shown}{more}{files}"
+
+    def to_coco(self, image_id: int | str) -> list[dict]:
+        """COCO results format (bbox x, y, w, h; category_id = class index + 1, as LVIS numbers them)."""
+        out = []
+        for o in self.objects:
+            x0, y0, x1, y1 = o.box
+            det = {"image_id": image_id, "category_id": o.index + 1, "bbox": [round(x0, 2), round(y0, 2),
+                   round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(o.score, 6)}
+            if o.rle is not None:
+                det["segmentation"] = o.rle
+            out.append(det)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: image size, files, and the detections in COCO results format plus names and groups."""
+        stem = self.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        image_id: int | str = int(stem) if stem.isdigit() else stem
+        dets = [dict(d, category_name=o.name, group=o.group) for d, o in zip(self.to_coco(image_id), self.objects)]
+        return {"path": self.path, "height": self.height, "width": self.width, "files": dict(self.files),
+                "detections": dets}

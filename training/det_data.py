@@ -78,6 +78,10 @@ class LVISDataset(Dataset):
     def __len__(self) -> int:
         return len(self.images)
 
+    def image_paths(self) -> list[str]:
+        """Image files in index order."""
+        return [os.path.join(self.root, "images", self.split, im["file_name"]) for im in self.images]
+
     def read_image(self, index: int) -> np.ndarray:
         """The RGB uint8 image."""
         path = os.path.join(self.root, "images", self.split, self.images[index]["file_name"])

@@ -98,7 +98,7 @@ def train_detector(model: LTDetector, dataset: LVISDataset, args: argparse.Names
                 value /= world
             iters.append(round(float(value), 5))
             for k in keys:
-                sums[k] = sums.get(k, 0.0) + float(losses[k])
+                sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
         mean = {k: round(v / len(loader), 4) for k, v in sums.items()}
         epochs.append({"epoch": epoch + 1, "pcb": bool(heads.pcb_active), **mean})
         bar.set_postfix(loss=f"{sum(mean.values()):.3f}", pcb=int(heads.pcb_active))

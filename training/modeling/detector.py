@@ -1,6 +1,8 @@
 """Faster R-CNN / Mask R-CNN (torchvision) with our RoI box branch: MobileNetV3-FPN for CPU, ResNet-50-FPN."""
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -91,6 +93,12 @@ class LTDetector(TwoStageModel):
         """Everything but the calibrator (which lives inside the predictor)."""
         inside = {id(m) for m in self.calibrator.modules()} if self.calibrator is not None else set()
         return [m for m in self.net.modules() if id(m) not in inside and not list(m.children())]
+
+    def folded(self, mode: str = "affine") -> "LTDetector":
+        """A copy with the calibration folded into the last pass's classifier (for export)."""
+        model = copy.deepcopy(self).eval()
+        model.branch.fold(mode)
+        return model
 
     def forward(self, images, targets=None):
         """torchvision's detector forward: losses in training, detections in eval."""

@@ -1,0 +1,115 @@
+"""Detection export: the whole torchvision detector (normalise, RPN, RoI branch with every PCB pass,
+per-class NMS, masks pasted into the image) as one ONNX graph, and its parity check.
+
+The graph takes one RGB image (1, 3, H, W) in 0..1, any H and W, and returns boxes (N, 4) xyxy in that
+image's pixels, labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, H, W) as probabilities.
+N <= 300. There is no candidate cap before NMS beyond torchvision's score threshold (1e-4): every class of
+every proposal above it goes into per-class NMS, so rare classes are not cut early.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from export.onnx_export import OPSET
+from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
+from training.modeling.detector import LTDetector
+
+DET_OUTPUTS = ("boxes", "labels", "scores", "masks")
+
+
+class DetectorGraph(nn.Module):
+    """Tensor in, tensors out: what torch.onnx.export needs around a torchvision detector."""
+
+    def __init__(self, model: LTDetector) -> None:
+        super().__init__()
+        self.net = model.net
+        self.masks = bool(model.arch.get("masks"))
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(1, 3, H, W) → boxes, labels, scores(, masks)."""
+        out = self.net([images[0]])[0]
+        return tuple(out[k] for k in DET_OUTPUTS[:4 if self.masks else 3])
+
+
+def export_detector(model: LTDetector, path: str, input_size: tuple[int, int], input_name: str) -> list[str]:
+    """Trace the detector into ONNX (TorchScript exporter: torchvision detectors need dynamo=False)."""
+    graph = DetectorGraph(model).eval()
+    names = list(DET_OUTPUTS[:4 if graph.masks else 3])
+    axes = {input_name: {2: "height", 3: "width"}, **{n: {0: "detections"} for n in names}}
+    if graph.masks:
+        axes["masks"].update({2: "height", 3: "width"})
+    dummy = torch.rand(1, 3, *input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, (dummy,), path, input_names=[input_name], output_names=names, dynamic_axes=axes,
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    return names
+
+
+@dataclass
+class DetParityReport:
+    """ONNX Runtime vs PyTorch on the same images: the top detections compared one to one."""
+
+    images: int
+    compared: int
+    unmatched: int
+    max_box_rel_diff: float
+    max_score_diff: float
+
+    def ok(self, box_tol: float = 1e-3, score_tol: float = 1e-4) -> bool:
+        """Every detection paired with one of the same label, boxes within box_tol (relative to the image size), scores within score_tol."""
+        return (self.unmatched == 0 and self.max_box_rel_diff <= box_tol
+                and self.max_score_diff <= score_tol)
+
+
+def match_detections(ref: dict, got: dict) -> tuple[int, float, float]:
+    """Pair each reference detection with an unused one of the same label and the nearest box (greedy, by
+    reference score). Returns (unmatched, max abs box diff, max abs score diff) over the pairs.
+
+    Pairing by label and box rather than by rank keeps near-equal scores (an untrained head gives hundreds)
+    from failing the check on ordering alone.
+    """
+    used = np.zeros(len(got["scores"]), bool)
+    unmatched, box_diff, score_diff = 0, 0.0, 0.0
+    for i in np.argsort(-ref["scores"], kind="stable"):
+        cand = np.flatnonzero(~used & (got["labels"] == ref["labels"][i]))
+        if len(cand) == 0:
+            unmatched += 1
+            continue
+        dist = np.abs(got["boxes"][cand] - ref["boxes"][i]).max(1)
+        j = cand[int(np.argmin(dist))]
+        used[j] = True
+        box_diff = max(box_diff, float(dist.min()))
+        score_diff = max(score_diff, abs(float(got["scores"][j]) - float(ref["scores"][i])))
+    return unmatched + int((~used).sum()), box_diff, score_diff
+
+
+@torch.no_grad()
+def check_det_parity(onnx_path: str, model: LTDetector, images: list[np.ndarray],
+                     min_score: float = 0.05) -> DetParityReport:
+    """Compare the detections scoring >= min_score of each image (3, H, W float 0..1), paired by label
+    and box. Below that, near-ties sit at the NMS and score-threshold edges; AP over the whole output is
+    compared separately (evaluate.py)."""
+    backend = OnnxRuntimeBackend(onnx_path)
+    name = backend.description.input_name
+    model.eval()
+    compared = counts = 0
+    box_diff = score_diff = 0.0
+    for img in images:
+        out = model.net([torch.from_numpy(img)])[0]
+        ref = {k: out[k].numpy() for k in ("boxes", "labels", "scores")}
+        got = backend.run({name: img[None]})
+        keep_ref, keep_got = ref["scores"] >= min_score, got["scores"] >= min_score
+        ref = {k: v[keep_ref] for k, v in ref.items()}
+        got = {k: got[k][keep_got] for k in ("boxes", "labels", "scores")}
+        unmatched, b, sc = match_detections(ref, got)
+        counts += unmatched
+        compared += len(ref["scores"])
+        box_diff = max(box_diff, b / max(img.shape[1:]))
+        score_diff = max(score_diff, sc)
+    return DetParityReport(len(images), compared, counts, box_diff, score_diff)

@@ -1,0 +1,57 @@
+"""Detection post-processing: graph outputs at the model's input size → boxes (and masks) on the image,
+COCO run-length masks, and the drawn picture."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def select(outputs: dict[str, np.ndarray], score_threshold: float, max_detections: int) -> dict[str, np.ndarray]:
+    """Detections with score >= threshold, highest first, at most `max_detections`."""
+    scores = outputs["scores"]
+    keep = np.flatnonzero(scores >= score_threshold)
+    keep = keep[np.argsort(-scores[keep], kind="stable")][:max_detections]
+    return {k: v[keep] for k, v in outputs.items()}
+
+
+def rescale(dets: dict[str, np.ndarray], input_size: tuple[int, int], image_size: tuple[int, int]) -> dict:
+    """Boxes from the model's input (h, w) to the image's (H, W) pixels; masks resized and thresholded at 0.5."""
+    (ih, iw), (h, w) = input_size, image_size
+    out = dict(dets)
+    boxes = dets["boxes"].astype(np.float64) * np.array([w / iw, h / ih, w / iw, h / ih])
+    out["boxes"] = np.clip(boxes, 0, [w, h, w, h])
+    if "masks" in dets:
+        out["masks"] = np.stack([cv2.resize(m.reshape(m.shape[-2:]).astype(np.float32), (w, h),
+                                            interpolation=cv2.INTER_LINEAR) >= 0.5 for m in dets["masks"]]) \
+            if len(dets["masks"]) else np.zeros((0, h, w), bool)
+    return out
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE of a binary mask (H, W): column-major run lengths, starting with zeros."""
+    flat = np.asarray(mask, np.uint8).ravel(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0] + counts
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
+
+
+def draw(rgb: np.ndarray, boxes: np.ndarray, captions: list[str], colours: np.ndarray,
+         masks: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+    """The image with each detection's mask tinted, its box outlined and its caption on a filled tag."""
+    out = rgb.copy()
+    if masks is not None:
+        for m, c in zip(masks, colours):
+            out[m] = ((1 - alpha) * out[m] + alpha * c).astype(np.uint8)
+    scale = max(0.35, min(out.shape[:2]) / 640)
+    thick = max(1, round(scale * 2))
+    for (x0, y0, x1, y1), text, c in zip(boxes.round().astype(int), captions, colours):
+        colour = tuple(int(v) for v in c)
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = max(y0, th + base)
+        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), colour, -1)
+        cv2.putText(out, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return out
