@@ -13,6 +13,11 @@ Segmentation data (ADE20K layout) gets mIoU and mAcc overall and on head / body 
 training pixel share (> 1%, 0.1-1%, < 0.1%), on the val split by default (ADE20K's convention):
 
     python training/evaluate.py runs/seg/disalign.onnx --data data/seg-lt --compare runs/seg/stage1.pt
+
+Detection data (LVIS / COCO JSON) gets LVIS-style box (and mask) AP, AP50, AP75, APr, APc, APf with
+faster-coco-eval (300 detections per image, score >= 1e-4) and, for checkpoints, PwB on the val split:
+
+    python training/evaluate.py runs/det/pcb_disalign.onnx --data data/det-lt --compare runs/det/baseline.pt
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from ltdeploy.errors import LtDeployError
 from training.data_lists import read_split
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
+from training.det_data import is_det_dataset
 from training.seg_data import is_seg_dataset
 
 
@@ -147,18 +153,42 @@ def main_segmentation(args: argparse.Namespace) -> int:
     return 0
 
 
+def main_detection(args: argparse.Namespace) -> int:
+    """Evaluate a detector (and --compare) and print the LVIS AP table."""
+    from training.det_evaluate import evaluate_detection, print_det_table
+
+    split = args.split or "val"
+    try:
+        runs = [(p, evaluate_detection(p, args.data, split)) for p in ([args.compare] if args.compare else [])
+                + [args.model]]
+    except (LtDeployError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    res = runs[-1][1]
+    desc = res["description"]
+    print(f"{split}: {res['images']} images, {desc.num_classes} categories; groups by training images: "
+          f"rare 1-10, common 11-100, frequent > 100; {res['detections']} detections (<= 300 per image)")
+    print_det_table(runs)
+    if args.json:
+        write_json(args.json, {"model": args.model, "split": split, "calibration": desc.calibration,
+                               **{k: v for k, v in res.items() if k != "description"}})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Evaluate and print the long-tail table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="checkpoint (.pt) or exported model (.onnx)")
     p.add_argument("--data", required=True)
-    p.add_argument("--split", default=None, help="default: test (segmentation: val)")
+    p.add_argument("--split", default=None, help="default: test (segmentation, detection: val)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--json", default=None, help="write the full result (per-class included) here")
     p.add_argument("--per-class", action="store_true", help="print per-class accuracy too")
     p.add_argument("--plots", default=None, help="write per-class / confusion / sigma(x) plots to this folder")
     p.add_argument("--compare", default=None, help="a second model (e.g. stage 1) to draw beside this one")
     args = p.parse_args(argv)
+    if is_det_dataset(args.data):
+        return main_detection(args)
     if is_seg_dataset(args.data):
         return main_segmentation(args)
     args.split = args.split or "test"

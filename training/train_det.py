@@ -12,15 +12,14 @@ import torch.distributed as dist
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
-from training.det_data import LVISDataset, annotation_file
-from training.det_engine import detect, gt_box_confusion, init_distributed, train_detector
+from training.det_data import LVISDataset
+from training.det_engine import init_distributed, train_detector
+from training.det_evaluate import print_det_table, score_detector
 from training.grw_loss import grw_weights
-from training.lvis_eval import lvis_ap, pairwise_bias
 from training.modeling.detector import LTDetector
 from training.stage2_methods import DET_METHODS, build_calibrator
 
 LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10)
-DET_HEADER = "model                          AP   AP50   AP75    APr    APc    APf    PwB"
 
 
 def det_preprocess(size: int) -> PreprocessConfig:
@@ -29,24 +28,10 @@ def det_preprocess(size: int) -> PreprocessConfig:
                             mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
-def format_det_scores(name: str, box: dict, pwb: float) -> str:
-    """One table row."""
-    return f"{name:<26}" + "".join(f"{box[k]:7.2f}" for k in ("AP", "AP50", "AP75", "APr", "APc", "APf")) + \
-        f"{pwb:7.3f}"
-
-
 def evaluate_detector(model: LTDetector, data: str, split: str = "val", name: str = "model") -> dict:
-    """Box (and mask) LVIS AP and PwB of a PyTorch detector on a split; prints the table row."""
-    ds = LVISDataset(data, split)
-    dets = detect(model, ds, desc=split)
-    scores = {"box": lvis_ap(annotation_file(data, split), dets, "bbox")}
-    if model.arch.get("masks"):
-        scores["mask"] = lvis_ap(annotation_file(data, split), dets, "segm")
-    scores["pwb"] = round(pairwise_bias(gt_box_confusion(model, ds)), 4)
-    scores["detections"] = len(dets)
-    print(f"{split}: {DET_HEADER}\n{split}: {format_det_scores(name, scores['box'], scores['pwb'])}")
-    if "mask" in scores:
-        print(f"{split}: {format_det_scores(name + ' (mask)', scores['mask'], scores['pwb'])}")
+    """Box (and mask) LVIS AP and PwB of a PyTorch detector on a split; prints the table."""
+    scores = score_detector(model, data, split)
+    print_det_table([(name, scores)])
     return scores
 
 

@@ -1,0 +1,77 @@
+"""LVIS-style evaluation of a detector checkpoint (.pt) or an exported ONNX file on an LVIS / COCO JSON split.
+
+Both forms produce COCO-results detections (300 per image, score >= 1e-4) and go through the same
+evaluator (faster-coco-eval, LVIS mode); the ONNX file runs through the runtime's own Predictor.
+"""
+from __future__ import annotations
+
+import os
+
+from training.det_data import LVISDataset, annotation_file
+from training.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, pairwise_bias
+
+DET_HEADER = "model                          AP   AP50   AP75    APr    APc    APf    PwB"
+
+
+def onnx_detections(path: str, dataset: LVISDataset) -> list[dict]:
+    """COCO-results detections of an ONNX detector through ltdeploy's Predictor."""
+    from ltdeploy.predictor import Predictor
+
+    predictor = Predictor(path, score_threshold=SCORE_THRESHOLD, max_detections=MAX_DETS)
+    ids = [c["id"] for c in dataset.categories]
+    results = []
+    for info, res in zip(dataset.images, predictor.predict(dataset.image_paths())):
+        if not hasattr(res, "objects"):
+            raise ValueError(f"{res.path}: {getattr(res, 'error', 'not a detection result')}")
+        for det, obj in zip(res.to_coco(info["id"]), res.objects):
+            results.append(dict(det, category_id=ids[obj.index]))
+    return results
+
+
+def evaluate_detection(model_path: str, data_dir: str, split: str = "val") -> dict:
+    """Box (and mask) AP, AP50, AP75, APr, APc, APf; PwB for checkpoints (it needs the RoI head)."""
+    dataset = LVISDataset(data_dir, split)
+    gt = annotation_file(data_dir, split)
+    if model_path.endswith(".onnx"):
+        from ltdeploy.backends import load_backend
+        desc = load_backend(model_path).description
+        dets, pwb, masks = onnx_detections(model_path, dataset), None, "masks" in desc.output_names
+        out = {"box": lvis_ap(gt, dets, "bbox"), "pwb": pwb, "detections": len(dets), "images": len(dataset)}
+        if masks:
+            out["mask"] = lvis_ap(gt, dets, "segm")
+        return dict(out, description=desc)
+    from training.checkpoint import read_checkpoint
+    ck = read_checkpoint(model_path)
+    return dict(score_detector(ck.model, data_dir, split), description=ck.description)
+
+
+def score_detector(model, data_dir: str, split: str = "val") -> dict:
+    """The same scores for a PyTorch LTDetector in memory (training reports with this)."""
+    from training.det_engine import detect, gt_box_confusion
+
+    dataset = LVISDataset(data_dir, split)
+    gt = annotation_file(data_dir, split)
+    dets = detect(model, dataset, desc=split)
+    out = {"box": lvis_ap(gt, dets, "bbox"), "pwb": round(pairwise_bias(gt_box_confusion(model, dataset)), 4),
+           "detections": len(dets), "images": len(dataset)}
+    if model.arch.get("masks"):
+        out["mask"] = lvis_ap(gt, dets, "segm")
+    return out
+
+
+def format_det_row(name: str, ap: dict, pwb: float | None) -> str:
+    """One table row: AP columns, then PwB ('-' where not measured)."""
+    cells = "".join(f"{ap[k]:7.2f}" for k in ("AP", "AP50", "AP75", "APr", "APc", "APf"))
+    return f"{name:<26}{cells}{'      -' if pwb is None else f'{pwb:7.3f}'}"
+
+
+def print_det_table(runs: list[tuple[str, dict]]) -> None:
+    """The box table (and the mask table when there are masks)."""
+    print(DET_HEADER)
+    for path, r in runs:
+        print(format_det_row(os.path.basename(path), r["box"], r["pwb"]))
+    if any("mask" in r for _, r in runs):
+        print("mask AP:")
+        for path, r in runs:
+            if "mask" in r:
+                print(format_det_row(os.path.basename(path), r["mask"], r["pwb"]))
