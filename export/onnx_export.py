@@ -101,8 +101,14 @@ def export_description(description: ModelDescription, fold: str, checkpoint_sha2
 
 
 def op_counts(path: str) -> dict[str, int]:
-    """How many nodes of each op type the graph holds."""
+    """How many nodes of each op type the graph holds, subgraphs (If / Loop bodies) included."""
     counts: dict[str, int] = {}
-    for node in onnx.load(path).graph.node:
-        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+
+    def walk(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+            for attr in node.attribute:
+                for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                    walk(sub)
+    walk(onnx.load(path).graph)
     return counts

@@ -93,7 +93,7 @@ def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: 
         if os.path.exists(tmp):
             os.remove(tmp)
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
-          f"{sum(ops.values())} nodes, NonMaxSuppression {ops.get('NonMaxSuppression', 0)})")
+          f"{sum(ops.values())} nodes, NonMaxSuppression {ops.get('NonMaxSuppression', 0)} (RPN, per-class))")
     return 0
 
 

@@ -97,7 +97,8 @@ def info(engine: str, device: str, as_json: bool) -> None:
         f"task:          {desc.task}, {desc.num_classes} classes "
         f"({top} {groups.count(top)}, {mid} {groups.count(mid)}, {low} {groups.count(low)}; "
         f"{top} > {desc.group_thresholds[0]}, {low} < {desc.group_thresholds[1]} {unit})",
-        f"input:         {desc.input_name} N x 3 x {pp.input_size[0]} x {pp.input_size[1]} {pp.color_order}, "
+        f"input:         {desc.input_name} {'1' if desc.task == 'detection' else 'N'} x 3 x {pp.input_size[0]} x "
+        f"{pp.input_size[1]} {pp.color_order}, "
         f"resize short side {pp.resize_short or 'none'} ({pp.interpolation}), mean {list(pp.mean)}, "
         f"std {list(pp.std)}",
         f"outputs:       {', '.join(desc.output_names)}",
