@@ -7,6 +7,12 @@ Each round runs every (engine, batch) pair for --runs timed iterations, one pair
 slow moment of a noisy machine hits all of them alike. Reports p50 / p90 / p99 latency per batch,
 images/s at the median, and each engine's median ratio to the first engine at the same batch. `--size` times graphs with a dynamic
 height and width (segmentation) at another input size, e.g. `--size 512`.
+
+Inputs are random unless `--images` gives real ones (preprocessed as each model expects). Detectors
+should be timed on real images, one at a time (their cost depends on how many boxes reach NMS):
+
+    python benchmarks/run_latency.py --engine runs/det/pcb_disalign.onnx --torch runs/det/pcb_disalign.pt \
+        --batch 1 --images data/det-lt/images/val
 """
 from __future__ import annotations
 
@@ -33,6 +39,8 @@ class Target:
     run: Callable[[np.ndarray], object]
     input_size: tuple[int, int]
     provider: str
+    preprocess: object = None
+    task: str = "classification"
     times: dict[int, list[float]] = field(default_factory=dict)
 
 
@@ -41,7 +49,8 @@ def onnx_target(path: str, threads: int, spinning: bool) -> Target:
     backend = load_backend(path, threads=threads, spinning=spinning)
     desc = backend.description
     name, out = desc.input_name, desc.output_names[0]
-    return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.input_size, backend.provider)
+    return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.input_size, backend.provider,
+                  preprocess=desc.preprocess, task=desc.task)
 
 
 def torch_target(path: str, threads: int) -> Target:
@@ -52,10 +61,14 @@ def torch_target(path: str, threads: int) -> Target:
     torch.set_num_threads(threads)
     ck = read_checkpoint(path)
 
+    detector = ck.description.task == "detection"
+
     def run(x: np.ndarray):
         with torch.inference_mode():
-            return ck.model(torch.from_numpy(x))
-    return Target(f"{path} (torch eager)", run, ck.description.preprocess.input_size, f"torch {torch.__version__} CPU")
+            t = torch.from_numpy(x)
+            return ck.model(list(t)) if detector else ck.model(t)
+    return Target(f"{path} (torch eager)", run, ck.description.preprocess.input_size, f"torch {torch.__version__} CPU",
+                  preprocess=ck.description.preprocess, task=ck.description.task)
 
 
 def percentiles(ms: list[float]) -> dict:
@@ -64,21 +77,33 @@ def percentiles(ms: list[float]) -> dict:
     return {"p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)), "p99": float(np.percentile(a, 99))}
 
 
-def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, warmup: int) -> None:
+def real_inputs(paths: list[str], target: Target, batch: int) -> np.ndarray:
+    """The first `batch` images (cycled) preprocessed as the target's model expects, at its input size."""
+    import dataclasses
+
+    from ltdeploy.image_io import read_image
+    from ltdeploy.preprocess import preprocess_batch
+
+    cfg = dataclasses.replace(target.preprocess, input_size=target.input_size)
+    return preprocess_batch([read_image(paths[i % len(paths)]) for i in range(batch)], cfg)
+
+
+def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, warmup: int,
+            images: list[str] | None = None) -> None:
     """Fill each target's times[batch] with per-iteration latencies (ms), interleaving targets."""
     rng = np.random.default_rng(0)
-    inputs = {(t.input_size, b): rng.standard_normal((b, 3, *t.input_size), dtype=np.float32)
-              for t in targets for b in batches}
+    inputs = {(id(t), b): real_inputs(images, t, b) if images else
+              rng.standard_normal((b, 3, *t.input_size), dtype=np.float32) for t in targets for b in batches}
     for t in targets:
         for b in batches:
             for _ in range(warmup):
-                t.run(inputs[(t.input_size, b)])
+                t.run(inputs[(id(t), b)])
             t.times[b] = []
     for r in range(rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]  # no target always runs first
         for b in batches:
             for t in order:
-                x = inputs[(t.input_size, b)]
+                x = inputs[(id(t), b)]
                 for _ in range(runs):
                     start = time.perf_counter()
                     t.run(x)
@@ -101,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         "sessions steal each other's cores)")
     p.add_argument("--size", type=int, default=None,
                    help="input side in pixels instead of the model's own (segmentation graphs take any size)")
+    p.add_argument("--images", nargs="+", default=None, help="time on these images (files or folders)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.engine and not args.torch:
@@ -115,13 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         for t in targets:
             t.input_size = (args.size, args.size)
-    measure(targets, batches, args.rounds, args.runs, args.warmup)
+    if any(t.task == "detection" for t in targets) and batches != [1]:
+        p.error("detectors take one image at a time: use --batch 1")
+    images = None
+    if args.images:
+        from ltdeploy.image_io import expand_sources
+        images = expand_sources(args.images)
+    measure(targets, batches, args.rounds, args.runs, args.warmup, images)
 
     import onnxruntime
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "threads": args.threads, "onnxruntime": onnxruntime.__version__,
            "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
-           "warmup": args.warmup, "input_size": list(targets[0].input_size)}
+           "warmup": args.warmup, "input_size": list(targets[0].input_size),
+           "inputs": f"{len(images)} images" if images else "random"}
     rows = []
     print(f"\n{env}\n")
     print(f"{'engine':<48} {'provider':<22} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
