@@ -179,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s1 = sub.add_parser("stage1", parents=[common], help="joint training on the long-tailed data")
     s1.add_argument("--backbone", default=None, choices=list(BACKBONES) + list(SEG_BODIES) + list(DET_BODIES),
-                    help="default: small_cnn (classification), small_seg (segmentation), mobilenet_v3_fpn (detection)")
+                    help="default: small_cnn (classification), small_seg (segmentation), lite0_fpn (detection)")
     s1.add_argument("--head", default="linear", choices=list(HEADS))
     s1.add_argument("--pretrained", action="store_true",
-                    help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0)")
+                    help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0, lite0_fpn)")
     s1.add_argument("--epochs", type=int, default=None, help="default 30 (detection 12)")
     s1.add_argument("--input-size", type=int, default=None)
     s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")

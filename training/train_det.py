@@ -56,7 +56,7 @@ def run_det_stage1(args: argparse.Namespace, provenance) -> int:
     train = LVISDataset(args.data, "train", masks=args.masks)
     size = args.input_size or 128
     model = LTDetector(body=args.backbone, num_classes=len(train.categories), masks=args.masks, head=args.head,
-                       passes=args.passes, pcb=args.pcb, image_size=size)
+                       passes=args.passes, pcb=args.pcb, image_size=size, pretrained=args.pretrained)
     if rank == 0:
         groups = [c.get("frequency", "?") for c in train.categories]
         print(f"stage 1: {args.backbone} {'Mask' if args.masks else 'Faster'} R-CNN, {len(train.categories)} "
@@ -66,7 +66,7 @@ def run_det_stage1(args: argparse.Namespace, provenance) -> int:
     history = train_detector(model, train, args)
     if rank == 0:
         history["val"] = evaluate_detector(model, args.data, name="stage 1")
-        prov = provenance(args, "stage1", model=args.backbone, pcb=args.pcb, passes=args.passes, rfs=args.rfs,
+        prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb, passes=args.passes, rfs=args.rfs,
                           epochs=args.epochs, world_size=world)
         desc = _describe(train, args, {"method": "none"}, prov, args.masks, size)
         sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})

@@ -2,23 +2,53 @@
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 
+import torch
 from torch import nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from training.modeling.det_heads import LTRoIHeads, RoIBoxBranch
 from training.modeling.two_stage import TwoStageModel
 
-DET_BODIES = ("mobilenet_v3_fpn", "resnet50_fpn")
+DET_BODIES = ("lite0_fpn", "mobilenet_v3_fpn", "resnet50_fpn")
 DETECTIONS_PER_IMAGE = 300  # LVIS evaluation
 SCORE_THRESHOLD = 1e-4
 
 
-def _backbone(body: str) -> nn.Module:
+class Lite0FPN(nn.Module):
+    """EfficientNet-Lite0 (timm; ImageNet weights from the registry package with `pretrained`) with an FPN
+    on its stride-8, -16 and -32 features plus a max-pooled level: fine enough for small objects at 128 px,
+    where MobileNetV3-FPN's coarsest-first levels (strides 16 and 32) give a 32-px object one cell.
+    Pretrained BatchNorm is frozen (batches of 8 are too small to re-estimate it)."""
+
+    def __init__(self, pretrained: bool = False) -> None:
+        super().__init__()
+        import timm
+        from timm.layers import freeze_batch_norm_2d
+
+        self.body = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
+        if pretrained:
+            from training.modeling.backbones import lite0_imagenet_state
+            state = {k: v for k, v in lite0_imagenet_state().items() if k in self.body.state_dict()}
+            self.body.load_state_dict(state, strict=True)
+            self.body = freeze_batch_norm_2d(self.body)
+        self.fpn = FeaturePyramidNetwork(self.body.feature_info.channels(), 256, extra_blocks=LastLevelMaxPool())
+        self.out_channels = 256
+
+    def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+        """Images (N, 3, H, W) → FPN levels '0' (stride 8), '1', '2', 'pool'."""
+        return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
+
+
+def _backbone(body: str, pretrained: bool = False) -> nn.Module:
+    if body == "lite0_fpn":
+        return Lite0FPN(pretrained)
     # trained from scratch here, so real BatchNorm (torchvision's default FrozenBatchNorm suits pretrained bodies)
     if body == "mobilenet_v3_fpn":
         return mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True, trainable_layers=6,
@@ -31,22 +61,25 @@ def _backbone(body: str) -> nn.Module:
 
 def build_detector(body: str, num_classes: int, masks: bool = False, head: str = "linear", passes: int = 1,
                    pcb: bool = False, image_size: int = 128, rois_per_image: int = 128,
-                   representation: int = 256) -> nn.Module:
+                   representation: int = 256, pretrained: bool = False) -> nn.Module:
     """A detector for `num_classes` foreground classes (labels 1..K), images resized to `image_size`.
 
     All RPN candidates reach per-class NMS: torchvision keeps every (box, class) score above 1e-4 before
     NMS, so rare classes are never cut by a pre-NMS cap; 300 detections per image are kept after it.
     """
-    backbone = _backbone(body)
-    names = ["0", "1", "pool"] if body == "mobilenet_v3_fpn" else ["0", "1", "2", "3"]
-    levels = len(names) if body == "mobilenet_v3_fpn" else 5
-    anchors = AnchorGenerator(((16, 32, 64, 128, 256),) * levels if body == "mobilenet_v3_fpn"
-                              else tuple((s,) for s in (16, 32, 64, 128, 256)), ((0.5, 1.0, 2.0),) * levels)
+    backbone = _backbone(body, pretrained)
+    if body == "mobilenet_v3_fpn":  # levels '0', '1', 'pool'; torchvision's own anchor layout for it
+        pooled, sizes = ["0", "1"], ((16, 32, 64, 128, 256),) * 3
+    elif body == "lite0_fpn":  # strides 8, 16, 32, 64
+        pooled, sizes = ["0", "1", "2"], ((16,), (32,), (64,), (128,))
+    else:  # ResNet-50-FPN: strides 4..64
+        pooled, sizes = ["0", "1", "2", "3"], ((16,), (32,), (64,), (128,), (256,))
+    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
     resolution = 7
     branch = RoIBoxBranch(backbone.out_channels, resolution, num_classes + 1, representation, head, passes)
-    common = dict(min_size=image_size, max_size=image_size, rpn_anchor_generator=anchors,
-                  box_roi_pool=MultiScaleRoIAlign(names[:-1] if body == "mobilenet_v3_fpn" else names,
-                                                  resolution, 2),
+    norm = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3) if body == "lite0_fpn" else {}  # as Lite0 was trained
+    common = dict(min_size=image_size, max_size=image_size, rpn_anchor_generator=anchors, **norm,
+                  box_roi_pool=MultiScaleRoIAlign(pooled, resolution, 2),
                   box_head=nn.Identity(), box_predictor=branch, box_batch_size_per_image=rois_per_image,
                   box_detections_per_img=DETECTIONS_PER_IMAGE, box_score_thresh=SCORE_THRESHOLD)
     if masks:
@@ -90,9 +123,13 @@ class LTDetector(TwoStageModel):
         return self.branch.predictor.bbox_pred.in_features
 
     def stage1_modules(self) -> list[nn.Module]:
-        """Everything but the calibrator (which lives inside the predictor)."""
+        """Everything but the calibrator (which lives inside the RoI branch)."""
         inside = {id(m) for m in self.calibrator.modules()} if self.calibrator is not None else set()
-        return [m for m in self.net.modules() if id(m) not in inside and not list(m.children())]
+        # every module holding parameters or buffers itself: not only leaves (timm's BatchNormAct2d has
+        # children and its own weight and running statistics)
+        return [m for m in self.net.modules() if id(m) not in inside
+                and (next(m.parameters(recurse=False), None) is not None
+                     or next(m.buffers(recurse=False), None) is not None)]
 
     def folded(self, mode: str = "affine") -> "LTDetector":
         """A copy with the calibration folded into the last pass's classifier (for export)."""
