@@ -88,8 +88,11 @@ def train_detector(model: LTDetector, dataset: LVISDataset, args: argparse.Names
             losses = net(images, targets)
             keys = loss_keys or tuple(losses)
             loss = sum(losses[k] for k in keys)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{stage}: loss is {float(loss)} at epoch {epoch + 1}; lower --lr or --clip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, args.clip)  # early RPN / box losses spike (NaN at lr 0.02)
             opt.step()
             sched.step()
             value = loss.detach().clone()

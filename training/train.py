@@ -62,7 +62,7 @@ PREPROCESS_DEFAULTS = {
 
 
 # Defaults that differ by task: (batch size, lr, weight decay, stage-1 epochs, stage-2 epochs).
-TASK_DEFAULTS = {"detection": (8, 0.02, 1e-4, 12, 4)}
+TASK_DEFAULTS = {"detection": (8, 0.01, 1e-4, 12, 4)}
 OTHER_DEFAULTS = (64, 0.1, 5e-4, 30, 10)
 DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3, "detection": 0.8}  # METHOD.md §3: ImageNet-LT, ADE20K, LVIS
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--data", required=True, help="folder with train/val(/test) lists (ImageNet-LT format)")
     common.add_argument("--out", required=True, help="checkpoint to write")
     common.add_argument("--batch-size", type=int, default=None, help="default 64 (detection 8)")
-    common.add_argument("--lr", type=float, default=None, help="default 0.1 (detection 0.02)")
+    common.add_argument("--lr", type=float, default=None, help="default 0.1 (detection 0.01)")
     common.add_argument("--wd", type=float, default=None, help="default 5e-4 (detection 1e-4)")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--workers", type=int, default=2, help="decoding processes for large sets")
@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (s1, s2):
         sp.add_argument("--rfs", type=float, default=0.0, help="detection: repeat-factor sampling threshold (0: off)")
         sp.add_argument("--warmup", type=int, default=100, help="detection: linear warm-up iterations")
+        sp.add_argument("--clip", type=float, default=10.0, help="detection: gradient norm clip")
     return p
 
 
