@@ -27,7 +27,7 @@ classification() {  # dataset, generator args, stage-1 args
 segmentation() {  # seg-lt: per-pixel DisAlign (rho 0.3), mIoU head / body / tail, overlay and label PNGs
   local data="data/seg-lt" runs="runs/seg-lt"
   "$PY" training/make_data.py seg-lt --out "$data"
-  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --epochs 20 --batch-size 16 --hflip
+  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --epochs 40 --batch-size 16 --hflip
   "$PY" training/train.py stage2 --checkpoint "$runs/stage1.pt" --data "$data" --out "$runs/disalign.pt"
   "$PY" export/to_onnx.py "$runs/disalign.pt" -o "$runs/disalign.onnx" --verify-images 0
   "$PY" training/evaluate.py "$runs/disalign.onnx" --data "$data" --compare "$runs/stage1.pt" \
