@@ -52,6 +52,7 @@ def draw(rgb: np.ndarray, boxes: np.ndarray, captions: list[str], colours: np.nd
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, thick)
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         ty = max(y0, th + base)
-        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), colour, -1)
-        cv2.putText(out, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        tx = max(0, min(x0, out.shape[1] - tw))  # keep the tag inside the image
+        cv2.rectangle(out, (tx, ty - th - base), (tx + tw, ty), colour, -1)
+        cv2.putText(out, text, (tx, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
     return out
