@@ -17,6 +17,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+from typing import Callable
 
 import numpy as np
 
@@ -63,35 +64,49 @@ def seg_chunk(num_classes: int, size: tuple[int, int], budget: int = 256 << 20) 
     return max(1, min(8, budget // (4 * num_classes * size[0] * size[1])))
 
 
-def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: str) -> int:
-    """Detection: export the whole detector, check the top detections against PyTorch, move into place."""
-    desc = ck.description
-    split = args.split or "val"
-    count = min(args.verify_images, 50) if args.verify_images > 0 else 0
-    batch = verification_batch(data_dir, split, count, desc.preprocess, desc.task)
-    out_dir = os.path.dirname(os.path.abspath(args.output))
+def verified_write(output: str, write: Callable[[str], bool]) -> int:
+    """Run write(tmp) on a temporary file beside `output`; move it into place only if it returns True.
+    Returns 0 on success, 1 otherwise (nothing half-written is left behind)."""
+    out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
     os.close(fd)
     try:
-        outputs = export_detector(module, tmp, desc.preprocess.input_size, desc.input_name)
-        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
-        ops = op_counts(tmp)
-        report = check_det_parity(tmp, ck.model, list(batch))
-        print(f"parity vs PyTorch on {report.images} {split} images ({report.compared} detections with score >= "
-              f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
-              f"max score diff {report.max_score_diff:.2e}")
-        if not report.ok():
-            print("error: parity check failed (boxes within 1e-3 relative, same labels, scores within 1e-4); "
-                  "nothing written", file=sys.stderr)
+        if not write(tmp):
             return 1
-        os.replace(tmp, args.output)
+        os.replace(tmp, output)
+        return 0
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: str) -> int:
+    """Detection: export the whole detector, check the top detections against PyTorch, move into place."""
+    desc = ck.description
+    split = args.split or "val"
+    count = min(args.verify_images, 50) if args.verify_images > 0 else 0
+    batch = verification_batch(data_dir, split, count, desc.preprocess, desc.task)
+    ops: dict[str, int] = {}
+
+    def write(tmp: str) -> bool:
+        outputs = export_detector(module, tmp, desc.preprocess.input_size, desc.input_name)
+        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
+        ops.update(op_counts(tmp))
+        report = check_det_parity(tmp, ck.model, list(batch))
+        print(f"parity vs PyTorch on {report.images} {split} images ({report.compared} detections with score >= "
+              f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
+              f"max score diff {report.max_score_diff:.2e}")
+        if not report.ok():
+            print("error: parity check failed (every detection paired with one of the same label, boxes within "
+                  "1e-3 relative, scores within 1e-4); nothing written", file=sys.stderr)
+        return report.ok()
+
+    if verified_write(args.output, write):
+        return 1
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
           f"{sum(ops.values())} nodes, NonMaxSuppression {ops.get('NonMaxSuppression', 0)} (RPN, per-class))")
     return 0
@@ -141,14 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         other = second_size(desc.preprocess)
         checks.append((verification_batch(data_dir, split, 8, other, desc.task), other.input_size))
 
-    out_dir = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
-    os.close(fd)
-    try:
+    ops: dict[str, int] = {}
+
+    def write(tmp: str) -> bool:
         export_module(module, tmp, desc.preprocess.input_size, desc.input_name, outputs, dynamic_size=seg)
         embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
-        ops = op_counts(tmp)
+        ops.update(op_counts(tmp))
         for images, size in checks:
             chunk = seg_chunk(len(desc.class_names), size) if seg else 256
             report = check_parity(tmp, model, images, SEG_MIN_AGREEMENT if seg else 1.0, chunk=chunk)
@@ -159,14 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             if not report.ok(args.tol):
                 print(f"error: parity check failed (tolerance {args.tol:g}, agreement >= "
                       f"{100 * report.min_agreement:g}%); nothing written", file=sys.stderr)
-                return 1
-        os.replace(tmp, args.output)
-    except LtDeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                return False
+        return True
+
+    if verified_write(args.output, write):
         return 1
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
           f"{sum(ops.values())} nodes: {', '.join(f'{k} {v}' for k, v in sorted(ops.items()))})")
     return 0
