@@ -60,22 +60,25 @@ class DetParityReport:
     unmatched: int
     max_box_rel_diff: float
     max_score_diff: float
+    max_mask_diff: float = 0.0
 
     def ok(self, box_tol: float = 1e-3, score_tol: float = 1e-4) -> bool:
-        """Every detection paired with one of the same label, boxes within box_tol (relative to the image size), scores within score_tol."""
+        """Every detection paired with one of the same label, boxes within box_tol (relative to the image size),
+        scores and mask probabilities within score_tol / 1e-3."""
         return (self.unmatched == 0 and self.max_box_rel_diff <= box_tol
-                and self.max_score_diff <= score_tol)
+                and self.max_score_diff <= score_tol and self.max_mask_diff <= 1e-3)
 
 
-def match_detections(ref: dict, got: dict) -> tuple[int, float, float]:
+def match_detections(ref: dict, got: dict) -> tuple[int, float, float, float]:
     """Pair each reference detection with an unused one of the same label and the nearest box (greedy, by
-    reference score). Returns (unmatched, max abs box diff, max abs score diff) over the pairs.
+    reference score). Returns (unmatched, max abs box diff, max abs score diff, max abs mask-probability
+    diff) over the pairs (the last 0 without masks).
 
     Pairing by label and box rather than by rank keeps near-equal scores (an untrained head gives hundreds)
     from failing the check on ordering alone.
     """
     used = np.zeros(len(got["scores"]), bool)
-    unmatched, box_diff, score_diff = 0, 0.0, 0.0
+    unmatched, box_diff, score_diff, mask_diff = 0, 0.0, 0.0, 0.0
     for i in np.argsort(-ref["scores"], kind="stable"):
         cand = np.flatnonzero(~used & (got["labels"] == ref["labels"][i]))
         if len(cand) == 0:
@@ -86,7 +89,9 @@ def match_detections(ref: dict, got: dict) -> tuple[int, float, float]:
         used[j] = True
         box_diff = max(box_diff, float(dist.min()))
         score_diff = max(score_diff, abs(float(got["scores"][j]) - float(ref["scores"][i])))
-    return unmatched + int((~used).sum()), box_diff, score_diff
+        if "masks" in ref and "masks" in got:
+            mask_diff = max(mask_diff, float(np.abs(got["masks"][j] - ref["masks"][i]).max()))
+    return unmatched + int((~used).sum()), box_diff, score_diff, mask_diff
 
 
 @torch.no_grad()
@@ -99,17 +104,18 @@ def check_det_parity(onnx_path: str, model: LTDetector, images: list[np.ndarray]
     name = backend.description.input_name
     model.eval()
     compared = counts = 0
-    box_diff = score_diff = 0.0
+    box_diff = score_diff = mask_diff = 0.0
     for img in images:
         out = model.net([torch.from_numpy(img)])[0]
-        ref = {k: out[k].numpy() for k in ("boxes", "labels", "scores")}
+        ref = {k: v.numpy() for k, v in out.items()}
         got = backend.run({name: img[None]})
         keep_ref, keep_got = ref["scores"] >= min_score, got["scores"] >= min_score
         ref = {k: v[keep_ref] for k, v in ref.items()}
-        got = {k: got[k][keep_got] for k in ("boxes", "labels", "scores")}
-        unmatched, b, sc = match_detections(ref, got)
+        got = {k: v[keep_got] for k, v in got.items()}
+        unmatched, b, sc, mk = match_detections(ref, got)
+        mask_diff = max(mask_diff, mk)
         counts += unmatched
         compared += len(ref["scores"])
         box_diff = max(box_diff, b / max(img.shape[1:]))
         score_diff = max(score_diff, sc)
-    return DetParityReport(len(images), compared, counts, box_diff, score_diff)
+    return DetParityReport(len(images), compared, counts, box_diff, score_diff, mask_diff)

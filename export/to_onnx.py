@@ -99,7 +99,7 @@ def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: 
         report = check_det_parity(tmp, ck.model, list(batch))
         print(f"parity vs PyTorch on {report.images} {split} images ({report.compared} detections with score >= "
               f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
-              f"max score diff {report.max_score_diff:.2e}")
+              f"max score diff {report.max_score_diff:.2e}, max mask diff {report.max_mask_diff:.2e}")
         if not report.ok():
             print("error: parity check failed (every detection paired with one of the same label, boxes within "
                   "1e-3 relative, scores within 1e-4); nothing written", file=sys.stderr)

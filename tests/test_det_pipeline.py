@@ -93,7 +93,7 @@ def test_match_detections_pairs_by_label_and_box() -> None:
     ref = {"boxes": np.array([[0, 0, 10, 10], [5, 5, 20, 20]], np.float32), "labels": np.array([1, 2]),
            "scores": np.array([0.9, 0.8], np.float32)}
     swapped = {k: v[::-1].copy() for k, v in ref.items()}
-    assert match_detections(ref, swapped) == (0, 0.0, 0.0)
+    assert match_detections(ref, swapped) == (0, 0.0, 0.0, 0.0)
     moved = dict(swapped, boxes=swapped["boxes"] + np.float32(0.5))
     assert match_detections(ref, moved)[1] == pytest.approx(0.5)
     relabelled = dict(swapped, labels=np.array([3, 1]))
@@ -129,3 +129,26 @@ def test_predict_bad_image_exits_1_without_partial_files(det_onnx: str, det_run:
     r = CliRunner().invoke(cli, ["predict", str(bad), good, "--engine", det_onnx, "--out", str(out)])
     assert r.exit_code == 1
     assert sorted(os.listdir(out)) == ["000001_det.png"]
+
+
+def test_mask_rcnn_exports_and_predicts_masks(tmp_path, det_run: dict) -> None:
+    """Mask R-CNN: masks pasted in the graph match PyTorch's, and predict writes COCO RLE masks."""
+    s1 = str(tmp_path / "mask.pt")
+    assert train_main(["stage1", "--data", det_run["data"], "--out", s1, "--epochs", "1", "--masks",
+                       "--batch-size", "4", "--input-size", "64", "--warmup", "2"]) == 0
+    ck = read_checkpoint(s1)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        ck.model.branch.predictor.cls_score.weight.normal_(0, 0.3)
+    save_checkpoint(s1, ck.model, ck.description, {})
+    out = str(tmp_path / "mask.onnx")
+    r = subprocess.run([sys.executable, "export/to_onnx.py", s1, "-o", out, "--verify-images", "2"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "unmatched 0" in r.stdout, r.stderr[-500:]
+    img = os.path.join(det_run["data"], "images", "val", "000000.png")
+    r = CliRunner().invoke(cli, ["predict", img, "--engine", out, "--score-threshold", "0.05", "--max-detections",
+                                 "3", "--json", "--no-save"])
+    assert r.exit_code == 0, r.output
+    det = json.loads(r.output)["results"][0]["detections"][0]
+    rle = det["segmentation"]
+    assert rle["size"] == [64, 64] and sum(rle["counts"]) == 64 * 64
