@@ -11,9 +11,6 @@ import torch
 from faster_coco_eval.core import mask as mask_utils
 from torch.utils.data import Dataset, Sampler
 
-SPLITS = ("train", "val")
-
-
 def is_det_dataset(root: str) -> bool:
     """True for the det-lt layout: annotations/train.json beside images/train/."""
     return os.path.isfile(os.path.join(root, "annotations", "train.json"))

@@ -27,8 +27,8 @@ def init_distributed() -> tuple[int, int]:
 
 
 class RandomFlip(Dataset):
-    """Horizontal flips with probability 0.5, drawn from (seed, epoch, index) so ranks agree on nothing
-    but reproduce themselves."""
+    """Horizontal flips with probability 0.5, drawn from (seed, epoch, index): reproducible, and the same
+    image gets the same flip on whichever rank draws it."""
 
     def __init__(self, dataset: LVISDataset, seed: int) -> None:
         self.dataset, self.seed, self.epoch = dataset, seed, 0

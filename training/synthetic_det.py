@@ -22,9 +22,6 @@ from training.det_data import decode_mask
 from training.synthetic_data import COLOURS, _shape_mask
 from training.synthetic_seg import latin_objects
 
-SPLITS = ("train", "val")
-
-
 def frequency_group(image_count: int) -> str:
     """LVIS frequency label from a category's number of training images."""
     return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"

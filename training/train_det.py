@@ -35,8 +35,7 @@ def evaluate_detector(model: LTDetector, data: str, split: str = "val", name: st
     return scores
 
 
-def _describe(train: LVISDataset, args: argparse.Namespace, calibration: dict, prov: dict,
-              masks: bool, size: int) -> ModelDescription:
+def _describe(train: LVISDataset, calibration: dict, prov: dict, masks: bool, size: int) -> ModelDescription:
     outputs = ["boxes", "labels", "scores"] + (["masks"] if masks else [])
     return ModelDescription(task="detection", class_names=train.class_names, class_counts=train.image_counts(),
                             group_thresholds=LVIS_THRESHOLDS, preprocess=det_preprocess(size), input_name="images",
@@ -68,7 +67,7 @@ def run_det_stage1(args: argparse.Namespace, provenance) -> int:
         history["val"] = evaluate_detector(model, args.data, name="stage 1")
         prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb, passes=args.passes, rfs=args.rfs,
                           epochs=args.epochs, world_size=world)
-        desc = _describe(train, args, {"method": "none"}, prov, args.masks, size)
+        desc = _describe(train, {"method": "none"}, prov, args.masks, size)
         sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})
         print(f"wrote {args.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
         if args.loss_log:
