@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from unittest import mock
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import poolers
 
 from export.onnx_export import OPSET
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from training.modeling.detector import LTDetector
 
 DET_OUTPUTS = ("boxes", "labels", "scores", "masks")
+
+
+def merge_levels_by_gather(levels: torch.Tensor, unmerged: list[torch.Tensor]) -> torch.Tensor:
+    """Put each FPN level's pooled RoIs back in RoI order with one Gather.
+
+    torchvision's ONNX path scatters every level into a zero tensor with an index expanded to N x C x 7 x 7:
+    56% of ONNX Runtime's time for our detector on CPU. Here only the N-long inverse permutation is scattered.
+    """
+    order = torch.cat([torch.where(levels == level)[0] for level in range(len(unmerged))])
+    inverse = torch.zeros_like(order).scatter(0, order, torch.arange(order.numel(), device=order.device))
+    return torch.cat(unmerged).index_select(0, inverse)
 
 
 class DetectorGraph(nn.Module):
@@ -44,7 +57,7 @@ def export_detector(model: LTDetector, path: str, input_size: tuple[int, int], i
     if graph.masks:
         axes["masks"].update({2: "height", 3: "width"})
     dummy = torch.rand(1, 3, *input_size)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), mock.patch.object(poolers, "_onnx_merge_levels", merge_levels_by_gather):
         warnings.simplefilter("ignore")
         torch.onnx.export(graph, (dummy,), path, input_names=[input_name], output_names=names, dynamic_axes=axes,
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
