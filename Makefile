@@ -3,8 +3,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The Triton side: a second, torch-free environment with the runtime (numpy < 2, which the Python-backend
+# stub of nvidia-pytriton's tritonserver needs) and that wheel's server files, kept apart from the venv.
+TRITON_VENV ?= .venv-triton
+PYTRITON ?= nvidia-pytriton==0.7.0
 
-.PHONY: setup demo test clean
+.PHONY: setup triton-env demo test clean
 
 setup: $(VENV)/.installed
 
@@ -13,10 +17,19 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,test]'
 	touch $@
 
+triton-env: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[cpu]' 'numpy<2'
+	$(TRITON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--target $(TRITON_VENV)/tritonserver '$(PYTRITON)'
+	touch $@
+
 demo: setup
 	PY=$(PY) bash scripts/demo.sh
 
-test: setup
+test: setup triton-env
 	$(PY) -m pytest -q
 
 clean:

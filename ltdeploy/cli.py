@@ -8,7 +8,9 @@ import click
 
 from ltdeploy.errors import LtDeployError
 
-DEVICES = click.Choice(["cpu", "cuda"])
+DEVICES = click.Choice(["auto", "cpu", "cuda", "tensorrt"])
+DEVICE_HELP = ("auto: .onnx on the CPU, plans on GPU 0; cpu / cuda / tensorrt: ONNX Runtime's CPU, CUDA or "
+               "TensorRT provider (checked, never a silent fallback); cuda for a plan: TensorRT.")
 
 
 def _fail(exc: LtDeployError) -> None:
@@ -28,7 +30,7 @@ def cli() -> None:
 @click.option("--topk", "-k", default=5, show_default=True, type=click.IntRange(1),
               help="Classes per image (segmentation: classes shown by pixel share).")
 @click.option("--batch-size", "-b", default=16, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="cpu", show_default=True, type=DEVICES)
+@click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
 @click.option("--out", "-o", "out_dir", default="predictions", show_default=True,
               help="Segmentation: NAME_overlay.png and NAME_labels.png; detection: NAME_det.png (image size).")
 @click.option("--no-save", is_flag=True, help="Segmentation / detection: print the summary only, write no images.")
@@ -73,7 +75,7 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
 
 @cli.command()
 @click.option("--engine", "-e", required=True, help="Engine file to describe.")
-@click.option("--device", default="cpu", show_default=True, type=DEVICES)
+@click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the full description as JSON.")
 def info(engine: str, device: str, as_json: bool) -> None:
     """Describe an engine: task, classes, preprocessing, calibration, provenance."""
@@ -106,6 +108,86 @@ def info(engine: str, device: str, as_json: bool) -> None:
         f"provenance:    {json.dumps(desc.provenance)}",
     ]
     click.echo("\n".join(lines))
+
+
+@cli.command()
+@click.argument("onnx_file")
+@click.option("--output", "-o", required=True,
+              help="Plan to write (.trt/.engine/.plan; its description goes to <plan>.json), or an .onnx file: "
+                   "then only the fp16 conversion runs (no TensorRT needed).")
+@click.option("--fp16", is_flag=True, help="Feature extractor in fp16 (put into the ONNX first); heads, sigmoid, "
+                                            "softmax and the calibration stay fp32.")
+@click.option("--min-batch", type=click.IntRange(1), help="Smallest batch of the profile (default 1).")
+@click.option("--opt-batch", type=click.IntRange(1), help="Batch TensorRT tunes for (default 8).")
+@click.option("--max-batch", type=click.IntRange(1), help="Largest batch of the profile (default 32).")
+@click.option("--batch-range", multiple=True, metavar="MIN:OPT:MAX",
+              help="One more optimization profile per use (instead of --min/--opt/--max-batch).")
+@click.option("--workspace", default=4.0, show_default=True, type=click.FloatRange(0.05),
+              help="Builder workspace in GiB.")
+@click.option("--gpu", default=0, show_default=True, type=click.IntRange(0), help="GPU to build for.")
+def build(onnx_file: str, output: str, fp16: bool, min_batch: int | None, opt_batch: int | None,
+          max_batch: int | None, batch_range: tuple[str, ...], workspace: float, gpu: int) -> None:
+    """Build a TensorRT plan (TensorRT 10 or 11) from an ONNX file exported by ltdeploy."""
+    import os
+
+    from ltdeploy.backends import SUFFIXES
+
+    try:
+        suffix = os.path.splitext(output)[1].lower()
+        if suffix == ".onnx":
+            if not fp16:
+                raise LtDeployError("an .onnx output is only for the fp16 conversion: add --fp16")
+            from ltdeploy.fp16 import convert_to_fp16
+            counts = convert_to_fp16(onnx_file, output)
+            click.echo(f"wrote {output}: {counts['fp16_nodes']} of {counts['nodes']} nodes in fp16 (feature "
+                       f"extractor), {counts['casts']} casts; heads, calibration and post-processing fp32")
+            return
+        if SUFFIXES.get(suffix) != "tensorrt":
+            raise LtDeployError(f"{output}: a plan is written as .trt, .engine or .plan")
+        from ltdeploy.builder import BatchRange, build_plan
+
+        ranges = [BatchRange.parse(r) for r in batch_range]
+        if min_batch or opt_batch or max_batch or not ranges:
+            hi = max_batch or max(32, opt_batch or 0, min_batch or 0)
+            ranges.insert(0, BatchRange(min_batch or 1, opt_batch or min(8, hi), hi))
+        info = build_plan(onnx_file, output, fp16=fp16, ranges=ranges, workspace_gib=workspace, gpu_index=gpu)
+    except LtDeployError as exc:
+        _fail(exc)
+    profiles = "; ".join(", ".join(f"{n} {s[0]}..{s[2]}" for n, s in p.items()) for p in info.profiles)
+    click.echo(f"wrote {output} ({info.precision}, TensorRT {info.tensorrt_version}, {info.gpu_name} "
+               f"sm_{info.compute_capability.replace('.', '')}; profiles: {profiles}) and {output}.json")
+
+
+@cli.command("export-triton")
+@click.option("--engine", "-e", required=True, help="Engine to serve: .onnx, or a plan with its .json beside it.")
+@click.option("--repo", "-r", required=True, help="Triton model repository folder (created if missing).")
+@click.option("--name", help="Model name clients call (default: the engine's file name).")
+@click.option("--max-batch", default=8, show_default=True, type=click.IntRange(1),
+              help="Triton max_batch_size (a plan's profile must reach it).")
+@click.option("--instances", default=1, show_default=True, type=click.IntRange(1), help="Instances per model.")
+@click.option("--layout", default="native", show_default=True, type=click.Choice(["native", "python"]),
+              help="native: engine on Triton's onnxruntime / tensorrt backend plus a Python pre/post model; "
+                   "python: one Python-backend model running the engine with ltdeploy.")
+@click.option("--kind", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "gpu"]),
+              help="Instance kind of the engine (auto: GPU for plans, CPU for ONNX).")
+@click.option("--topk", default=5, show_default=True, type=click.IntRange(1))
+@click.option("--score-threshold", default=0.25, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--max-detections", default=100, show_default=True, type=click.IntRange(1))
+@click.option("--overwrite", is_flag=True, help="Replace models of the same name in the repository.")
+def export_triton(engine: str, repo: str, name: str | None, max_batch: int, instances: int, layout: str, kind: str,
+                  topk: int, score_threshold: float, max_detections: int, overwrite: bool) -> None:
+    """Write a Triton model repository for an engine: clients send encoded images, get ltdeploy's JSON."""
+    from ltdeploy.triton.repository import write_repository
+
+    try:
+        models = write_repository(engine, repo, name=name, max_batch=max_batch, instances=instances, layout=layout,
+                                  gpu=None if kind == "auto" else kind == "gpu", topk=topk,
+                                  score_threshold=score_threshold, max_detections=max_detections,
+                                  overwrite=overwrite)
+    except LtDeployError as exc:
+        _fail(exc)
+    click.echo(f"wrote {', '.join(models)} to {repo}; clients call {models[-1]!r} with IMAGE (encoded bytes) "
+               f"and read RESULT (JSON)")
 
 
 def main() -> None:

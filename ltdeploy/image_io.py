@@ -64,11 +64,17 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: np.ndarray | bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode an encoded image (file bytes) to RGB uint8 (H, W, 3); ImageError with a one-line reason otherwise."""
+    data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if data.size == 0:
-        raise ImageError(f"{path}: empty file")
+        raise ImageError(f"{name}: empty file")
     if _truncated_jpeg(data):
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker); re-export or re-download it")
+        raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download it")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
-        raise ImageError(f"{path}: not a decodable image (supported: {', '.join(IMAGE_SUFFIXES)})")
-    return to_rgb8(img, path)
+        raise ImageError(f"{name}: not a decodable image (supported: {', '.join(IMAGE_SUFFIXES)})")
+    return to_rgb8(img, name)

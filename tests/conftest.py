@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,3 +50,20 @@ def models(digits, tmp_path_factory) -> dict[str, Path]:
     assert export([str(paths["disalign"]), "-o", str(paths["folded"])]) == 0
     assert export([str(paths["disalign"]), "-o", str(paths["naive"]), "--no-fold"]) == 0
     return paths
+
+
+@pytest.fixture(scope="session")
+def images(digits, tmp_path_factory):
+    """Two real test digits plus the awkward kinds of file users feed a classifier."""
+    d = tmp_path_factory.mktemp("images")
+    lines = (digits / "test.txt").read_text().split("\n")[:2]
+    good = [str(digits / line.split(" ")[0]) for line in lines]
+    labels = [line.split(" ")[1] for line in lines]
+    digit = cv2.imread(good[0], cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(d / "gray.png"), digit)
+    cv2.imwrite(str(d / "rgba.png"), cv2.cvtColor(digit, cv2.COLOR_GRAY2BGRA))
+    cv2.imwrite(str(d / "deep.png"), digit.astype(np.uint16) * 257)
+    ok, jpg = cv2.imencode(".jpg", cv2.resize(digit, (64, 64)))
+    (d / "cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
+    (d / "text.png").write_text("not an image")
+    return {"good": good, "labels": labels, "dir": d}

@@ -2,13 +2,12 @@
 train counts, preprocessing and calibration (as the model description the runtime reads)."""
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
 
+from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.metadata import ModelDescription
 from training.modeling.classifier import LTClassifier
 from training.modeling.detector import LTDetector
@@ -35,26 +34,9 @@ def save_checkpoint(path: str, model: TwoStageModel, description: ModelDescripti
     arch = dict(model.arch, calibrator=getattr(model.calibrator, "method_name", None))
     payload = {"format": FORMAT, "arch": arch, "state_dict": model.state_dict(),
                "description": description.to_dict(), "history": history}
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return file_sha256(path)
-
-
-def file_sha256(path: str) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_checkpoint(path: str) -> Checkpoint:

@@ -9,8 +9,9 @@ from ltdeploy.errors import EngineError
 SUFFIXES = {".onnx": "onnxruntime", ".trt": "tensorrt", ".engine": "tensorrt", ".plan": "tensorrt"}
 
 
-def load_backend(path: str, device: str = "cpu", threads: int = 0, spinning: bool = True) -> Backend:
-    """Open an engine by its suffix: .onnx → ONNX Runtime; .trt / .engine / .plan → TensorRT."""
+def load_backend(path: str, device: str = "auto", threads: int = 0, spinning: bool = True) -> Backend:
+    """Open an engine by its suffix: .onnx → ONNX Runtime (device auto = cpu, or cuda / tensorrt providers);
+    .trt / .engine / .plan → TensorRT (device auto = cuda, or cuda:N)."""
     suffix = os.path.splitext(path)[1].lower()
     kind = SUFFIXES.get(suffix)
     if kind is None:
@@ -20,9 +21,13 @@ def load_backend(path: str, device: str = "cpu", threads: int = 0, spinning: boo
         raise EngineError(f"{path}: no such engine file")
     if kind == "onnxruntime":
         from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
-        return OnnxRuntimeBackend(path, device=device, threads=threads, spinning=spinning)
+        return OnnxRuntimeBackend(path, device="cpu" if device == "auto" else device, threads=threads,
+                                  spinning=spinning)
+    if device in ("cpu", "tensorrt"):
+        raise EngineError(f"{path}: a TensorRT plan runs on the GPU (--device cuda); device {device!r} "
+                          "applies to .onnx engines")
     from ltdeploy.backends.tensorrt import TensorRTBackend
-    return TensorRTBackend(path, device="cuda" if device == "cpu" else device, threads=threads)
+    return TensorRTBackend(path, device=device, threads=threads)
 
 
 __all__ = ["Backend", "SUFFIXES", "load_backend"]

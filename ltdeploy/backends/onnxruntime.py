@@ -19,6 +19,39 @@ def _import_ort():
     return onnxruntime
 
 
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "tensorrt": "TensorrtExecutionProvider"}
+
+
+def providers_for(device: str, path: str) -> list:
+    """ONNX Runtime's provider list for `--device`: the wanted provider first, then its fallbacks.
+
+    The TensorRT provider caches its engines beside the model (`<model>.ort-trt/`), so a restart does
+    not rebuild them."""
+    if device not in PROVIDERS:
+        raise EngineError(f"device {device!r} is not supported by ONNX Runtime; use {', '.join(PROVIDERS)}")
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    chain: list = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "tensorrt":
+        cache = os.path.splitext(path)[0] + ".ort-trt"
+        chain.insert(0, ("TensorrtExecutionProvider", {"trt_engine_cache_enable": True,
+                                                       "trt_engine_cache_path": cache,
+                                                       "trt_timing_cache_enable": True,
+                                                       "trt_timing_cache_path": cache}))
+    return chain
+
+
+def check_provider(path: str, requested: str, used: list[str]) -> None:
+    """ONNX Runtime falls back to the CPU with only a log line when a GPU provider cannot load:
+    refuse, naming what it runs instead."""
+    if used and used[0] == requested:
+        return
+    raise EngineError(f"{path}: {requested} was requested but ONNX Runtime runs {', '.join(used)}; install "
+                      "onnxruntime-gpu (never beside onnxruntime) with a matching CUDA"
+                      + (" and TensorRT" if requested == "TensorrtExecutionProvider" else ""))
+
+
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file exported by ltdeploy, whose description sits in the ONNX metadata."""
 
@@ -27,11 +60,7 @@ class OnnxRuntimeBackend(Backend):
         self.path = path
         if not os.path.isfile(path):
             raise EngineError(f"{path}: no such engine file")
-        wanted = ["CPUExecutionProvider"]
-        if device == "cuda":
-            wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-        elif device != "cpu":
-            raise EngineError(f"device {device!r} is not supported by ONNX Runtime here; use cpu or cuda")
+        wanted = providers_for(device, path)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
@@ -45,11 +74,8 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidGraph, ...)
             reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise EngineError(f"{path}: not a loadable ONNX model ({reason})") from None
-        used = self.session.get_providers()
-        if device == "cuda" and "CUDAExecutionProvider" not in used:
-            # ORT falls back to CPU with only a log line; a user asking for the GPU must know.
-            raise EngineError(f"{path}: CUDA was requested but ONNX Runtime runs {used}; install "
-                              "onnxruntime-gpu (without onnxruntime) and a matching CUDA")
+        self.requested = wanted[0] if isinstance(wanted[0], str) else wanted[0][0]
+        check_provider(path, self.requested, self.session.get_providers())
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise MetadataError(f"{path}: ONNX file has no ltdeploy description in its metadata; "

@@ -1,0 +1,139 @@
+"""`ltdeploy build`: an ONNX file exported by ltdeploy → a TensorRT plan plus `<plan>.json`.
+
+Written for the TensorRT 10.x and 11.x Python APIs:
+- no EXPLICIT_BATCH flag (ignored in 10, gone in 11);
+- fp16 goes into the ONNX first (`ltdeploy.fp16`: feature extractor fp16, heads and calibration fp32);
+  on 11 every network is strongly typed, on 10 the STRONGLY_TYPED flag asks for the same behaviour,
+  so one plan has the same precision on both, and no deprecated FP16 builder flag is used;
+- one optimization profile per requested batch range; `build_serialized_network` returns None on failure.
+The plan is written byte-for-byte as TensorRT serialized it (trtexec and Triton load it as is).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from ltdeploy.errors import EngineError, MetadataError
+from ltdeploy.metadata import METADATA_KEY, ModelDescription
+from ltdeploy.files import atomic_path, file_sha256
+from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
+from ltdeploy.trt_common import capturing_logger, import_tensorrt, tensorrt_major
+
+
+@dataclass(frozen=True)
+class BatchRange:
+    """One optimization profile over the batch dimension."""
+
+    min: int
+    opt: int
+    max: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise EngineError(f"batch range {self.min}:{self.opt}:{self.max} must satisfy 1 <= min <= opt <= max")
+
+    @classmethod
+    def parse(cls, text: str) -> "BatchRange":
+        """'1:8:32' → BatchRange(1, 8, 32)."""
+        try:
+            lo, opt, hi = (int(v) for v in text.split(":"))
+        except ValueError:
+            raise EngineError(f"batch range {text!r}: expected MIN:OPT:MAX, e.g. 1:8:32") from None
+        return cls(lo, opt, hi)
+
+
+def read_onnx_description(path: str) -> ModelDescription:
+    """The ltdeploy description in an ONNX file's metadata (without loading the weights)."""
+    try:
+        import onnx
+    except ImportError:
+        raise EngineError("building needs the onnx package: pip install 'ltdeploy[build]'") from None
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # DecodeError and friends
+        raise EngineError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in meta:
+        raise MetadataError(f"{path}: no ltdeploy description in the ONNX metadata; export it with "
+                            "`python export/to_onnx.py`")
+    return ModelDescription.from_json(meta[METADATA_KEY], source=path)
+
+
+def _profiles(trt, builder, config, network, ranges: list[BatchRange]) -> list[dict[str, list[list[int]]]]:
+    inputs = [network.get_input(i) for i in range(network.num_inputs)]
+    dynamic = [t for t in inputs if any(d < 0 for d in t.shape)]
+    for t in dynamic:
+        if any(d < 0 for d in list(t.shape)[1:]):
+            raise EngineError(f"input {t.name!r} has shape {list(t.shape)}: only the batch dimension may be "
+                              "dynamic; export with a fixed input size")
+    if not dynamic:
+        return [{t.name: [list(t.shape)] * 3 for t in inputs}]
+    recorded = []
+    for r in ranges:
+        profile = builder.create_optimization_profile()
+        shapes = {}
+        for t in dynamic:
+            rest = list(t.shape)[1:]
+            shapes[t.name] = [[r.min, *rest], [r.opt, *rest], [r.max, *rest]]
+            profile.set_shape(t.name, *shapes[t.name])
+        if config.add_optimization_profile(profile) < 0:
+            raise EngineError(f"TensorRT rejected the optimization profile {r.min}:{r.opt}:{r.max}")
+        recorded.append(shapes)
+    return recorded
+
+
+def _tensor_specs(trt, network) -> list[TensorSpec]:
+    specs = [TensorSpec(t.name, "input", np.dtype(trt.nptype(t.dtype)).name, [int(d) for d in t.shape])
+             for t in (network.get_input(i) for i in range(network.num_inputs))]
+    specs += [TensorSpec(t.name, "output", np.dtype(trt.nptype(t.dtype)).name, [int(d) for d in t.shape])
+              for t in (network.get_output(i) for i in range(network.num_outputs))]
+    return specs
+
+
+def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[BatchRange] | None = None,
+               workspace_gib: float = 4.0, gpu_index: int = 0) -> BuildInfo:
+    """Build a TensorRT plan from an ltdeploy ONNX file; write it and its description atomically."""
+    from ltdeploy.cuda import current_gpu
+
+    if not os.path.isfile(onnx_path):
+        raise EngineError(f"{onnx_path}: no such ONNX file")
+    description = read_onnx_description(onnx_path)
+    trt = import_tensorrt("ltdeploy build")
+    gpu = current_gpu(gpu_index)
+    ranges = ranges or [BatchRange(1, 1, 1) if description.task == "detection" else BatchRange(1, 8, 32)]
+    logger = capturing_logger(trt)
+    with tempfile.TemporaryDirectory(prefix="ltdeploy-build-") as tmp:
+        source = onnx_path
+        if fp16:
+            from ltdeploy.fp16 import convert_to_fp16
+            source = os.path.join(tmp, "model.fp16.onnx")
+            convert_to_fp16(onnx_path, source)
+        flags = 0
+        if tensorrt_major(trt) == 10 and fp16:
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        builder = trt.Builder(logger)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(source):
+            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+            raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors[:400] or logger.last_error()}")
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+        profiles = _profiles(trt, builder, config, network, ranges)
+        tensors = _tensor_specs(trt, network)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise EngineError(f"{onnx_path}: TensorRT could not build an engine ({logger.last_error()}); "
+                              f"'could not find any implementation' often means too little workspace "
+                              f"(--workspace, now {workspace_gib:g} GiB)")
+    with atomic_path(plan_path) as tmp, open(tmp, "wb") as f:
+        f.write(memoryview(serialized))
+    info = BuildInfo(tensorrt_version=trt.__version__, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
+                     precision="fp16" if fp16 else "fp32", profiles=profiles, tensors=tensors,
+                     onnx_sha256=file_sha256(onnx_path), plan_sha256=file_sha256(plan_path),
+                     cuda_runtime=gpu.cuda_runtime, driver=gpu.driver)
+    write_plan_description(plan_path, description, info)
+    return info

@@ -1,0 +1,173 @@
+"""fp16 ONNX for TensorRT 11 (which has no FP16 builder flag: precision must be in the graph).
+
+Only the feature extractor runs in fp16: top-level compute nodes (convolutions, normalisation,
+activations, pooling, elementwise) under `/backbone/` or `/body/` whose output is a feature map. The
+calibrated head, sigmoid / softmax, box decoding, NMS, every subgraph and all shape arithmetic stay
+fp32, so DisAlign's confidence and per-class scale keep their precision and rare-class scores are not
+rounded into ties. Casts are inserted once per tensor where the two regions meet.
+
+Why not a library: the maintained converters (onnxconverter-common 1.16 and its copy in
+`onnxruntime.transformers.float16`) round the output of every fp32-blocked node through fp16 before
+the next blocked node reads it (so the "fp32" calibration math would run on fp16 values), and on our
+detector they write graphs ONNX Runtime rejects (type errors inside the NMS `If` subgraphs and around
+timm's same-padding shape arithmetic). Both were tried on our exports; see the issue-6 note.
+"""
+from __future__ import annotations
+
+import os
+
+from ltdeploy.errors import EngineError
+from ltdeploy.files import atomic_path
+
+FP16_SCOPES = ("/backbone/", "/body/")
+# Ops whose float inputs all share one type T, so converting every float input of the node is valid.
+FP16_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSigmoid",
+                      "HardSwish", "Add", "Sub", "Mul", "GlobalAveragePool", "AveragePool", "MaxPool", "Concat",
+                      "Gemm", "MatMul", "Identity"})
+MIN_RANK = 3  # feature maps (N, C, H, W) or (N, C, L); scalars and vectors are shape arithmetic
+FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
+
+
+def _import_onnx():
+    try:
+        import onnx
+        from onnx import numpy_helper
+    except ImportError:
+        raise EngineError("fp16 conversion needs the onnx package: pip install 'ltdeploy[build]'") from None
+    return onnx, numpy_helper
+
+
+def _subgraph_reads(graph) -> set[str]:
+    """Names read anywhere inside the subgraphs of `graph`'s nodes (outer-scope references included)."""
+    names: set[str] = set()
+    for node in graph.node:
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                for inner in g.node:
+                    names.update(inner.input)
+                names |= _subgraph_reads(g)
+                names.update(o.name for o in g.output)
+    return names
+
+
+def _tensor_types(onnx, model) -> dict[str, tuple[int, int]]:
+    """name → (elem_type, rank) for every typed tensor of the top-level graph (after shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        t = v.type.tensor_type
+        if t.elem_type:
+            types[v.name] = (t.elem_type, len(t.shape.dim) if t.HasField("shape") else -1)
+    for init in g.initializer:
+        types[init.name] = (init.data_type, len(init.dims))
+    return types
+
+
+def fp16_nodes(model, types: dict[str, tuple[int, int]], scopes: tuple[str, ...] = FP16_SCOPES) -> set[str]:
+    """Names of the top-level nodes that will run in fp16."""
+    chosen = set()
+    for node in model.graph.node:
+        if node.op_type not in FP16_OPS or not any(s in node.name for s in scopes) or not node.output:
+            continue
+        elem, rank = types.get(node.output[0], (0, -1))
+        if elem == FLOAT and rank >= MIN_RANK:
+            chosen.add(node.name)
+    return chosen
+
+
+def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
+    """Convert `model` in place; returns counts (nodes, fp16 nodes, casts inserted)."""
+    onnx, numpy_helper = _import_onnx()
+    types = _tensor_types(onnx, model)
+    graph = model.graph
+    half = fp16_nodes(model, types, scopes)
+    if not half:
+        raise EngineError(f"no feature-map node under {' or '.join(scopes)}; nothing to run in fp16")
+    is_float = {n for n, (e, _) in types.items() if e == FLOAT}
+    inits = {i.name: i for i in graph.initializer}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
+    producer = {o: n for n in graph.node for o in n.output}
+    fp32_reads: set[str] = _subgraph_reads(graph) | {o.name for o in graph.output}
+    fp16_reads: set[str] = set()
+    for node in graph.node:
+        if node.op_type in ("Shape", "Size"):
+            continue  # read any element type
+        (fp16_reads if node.name in half else fp32_reads).update(i for i in node.input if i in is_float)
+    new_nodes, new_inits, casts = [], [], 0
+    renamed: dict[str, str] = {}  # fp32 tensor → its fp16 twin read by fp16 nodes
+
+    def fp16_twin(name: str) -> str:
+        nonlocal casts
+        if name in renamed:
+            return renamed[name]
+        twin = f"{name}__fp16"
+        if name in inits and name not in fp32_reads:
+            init = inits[name]
+            arr = numpy_helper.to_array(init).astype("float16")
+            init.CopyFrom(numpy_helper.from_array(arr, name))
+            return name
+        if name in inits:
+            new_inits.append(numpy_helper.from_array(numpy_helper.to_array(inits[name]).astype("float16"), twin))
+        else:
+            new_nodes.append(onnx.helper.make_node("Cast", [name], [twin], name=f"{twin}_cast", to=FLOAT16))
+            casts += 1
+        renamed[name] = twin
+        return twin
+
+    for name in fp16_reads:
+        src = producer.get(name)
+        if src is not None and src.name in half:
+            continue  # already fp16
+        if name in constants and name not in fp32_reads:
+            value = next(a for a in constants[name].attribute if a.name == "value")
+            value.t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(value.t).astype("float16"), value.t.name))
+            continue
+        fp16_twin(name)
+    back: list = []  # fp16 outputs that fp32 nodes or graph outputs read: cast back under the original name
+    half_nodes = [n for n in graph.node if n.name in half]
+    for node in half_nodes:
+        for k, name in enumerate(node.output):
+            if name in fp32_reads:
+                renamed[name] = node.output[k] = f"{name}__fp16"
+                back.append(onnx.helper.make_node("Cast", [node.output[k]], [name], name=f"{name}_to_fp32", to=FLOAT))
+                casts += 1
+    for node in half_nodes:
+        for k, name in enumerate(node.input):
+            if name in renamed:
+                node.input[k] = renamed[name]
+    graph.initializer.extend(new_inits)
+    # Keep a topological order: each new Cast goes right after the node producing its input, or first
+    # when it reads a graph input or an initializer.
+    order = list(graph.node)
+    follow: dict[str, list] = {}
+    for c in new_nodes + back:
+        follow.setdefault(c.input[0], []).append(c)
+    rebuilt = [c for c in new_nodes if c.input[0] not in producer]
+    for node in order:
+        rebuilt.append(node)
+        for out in node.output:
+            rebuilt.extend(follow.get(out, []))
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    del graph.value_info[:]  # stale types; ONNX Runtime and TensorRT infer them again
+    return {"nodes": len(order), "fp16_nodes": len(half), "casts": casts}
+
+
+def convert_to_fp16(src: str, dst: str, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
+    """Write `dst`: `src` with its feature extractor in fp16, fp32 inputs, outputs, heads and post-processing;
+    the model's description travels along in the metadata. Returns node and cast counts."""
+    onnx, _ = _import_onnx()
+    if not os.path.isfile(src):
+        raise EngineError(f"{src}: no such ONNX file")
+    try:
+        model = onnx.load(src)
+    except Exception as exc:  # onnx raises DecodeError / OSError variants
+        raise EngineError(f"{src}: not a readable ONNX file ({type(exc).__name__})") from None
+    try:
+        counts = convert_model(model, scopes)
+    except EngineError as exc:
+        raise EngineError(f"{src}: {exc}") from None
+    with atomic_path(dst) as tmp:
+        onnx.save(model, tmp)
+    return counts
