@@ -13,6 +13,16 @@ should be timed on real images, one at a time (their cost depends on how many bo
 
     python benchmarks/run_latency.py --engine runs/det/pcb_disalign.onnx --torch runs/det/pcb_disalign.pt \
         --batch 1 --images data/det-lt/images/val
+
+On a GPU (plans run on TensorRT; `--device cuda|tensorrt` puts .onnx engines on ONNX Runtime's CUDA or
+TensorRT provider), each TensorRT row also gets the GPU-only time of the same batch (CUDA events around
+the enqueue, copies excluded) and, with `--trtexec`, trtexec's GPU compute median for the same plan:
+
+    python benchmarks/run_latency.py --engine stage1.trt --engine disalign.trt --engine disalign.fp16.trt \
+        --batch 1,8,32 --images data/val --end-to-end --trtexec --json runs/latency_gpu.json
+
+`--end-to-end` adds rows timing what `ltdeploy predict` does per batch: decoding the encoded images,
+preprocessing, copies, inference and post-processing (needs --images).
 """
 from __future__ import annotations
 
@@ -41,16 +51,36 @@ class Target:
     provider: str
     preprocess: object = None
     task: str = "classification"
+    precision: str = "fp32"
+    gpu: Callable[[np.ndarray], float] | None = None  # GPU-only milliseconds of one batch
+    e2e: Callable[[list[bytes]], object] | None = None  # encoded images → results, as `ltdeploy predict`
+    plan: str | None = None
+    input_name: str = "images"
     times: dict[int, list[float]] = field(default_factory=dict)
+    gpu_times: dict[int, list[float]] = field(default_factory=dict)
+    e2e_times: dict[int, list[float]] = field(default_factory=dict)
 
 
-def onnx_target(path: str, threads: int, spinning: bool) -> Target:
+def engine_target(path: str, threads: int, spinning: bool, device: str = "auto") -> Target:
     """An engine through ltdeploy's backend (the code path `ltdeploy predict` uses)."""
-    backend = load_backend(path, threads=threads, spinning=spinning)
+    from ltdeploy.image_io import decode_image
+    from ltdeploy.predictor import Predictor
+
+    backend = load_backend(path, device=device, threads=threads, spinning=spinning)
     desc = backend.description
     name, out = desc.input_name, desc.output_names[0]
+    predictor = Predictor(backend, save_dir=None)
+    build = getattr(backend, "build", None)
+    gpu_time = getattr(backend, "gpu_time", None)
+
+    def e2e(encoded: list[bytes]):
+        images = [decode_image(b) for b in encoded]
+        return predictor.predict_arrays([str(i) for i in range(len(images))], images)
+
     return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.input_size, backend.provider,
-                  preprocess=desc.preprocess, task=desc.task)
+                  preprocess=desc.preprocess, task=desc.task, precision=build.precision if build else "fp32",
+                  gpu=(lambda x: gpu_time({name: x})) if gpu_time else None, e2e=e2e,
+                  plan=path if build else None, input_name=name)
 
 
 def torch_target(path: str, threads: int) -> Target:
@@ -88,27 +118,76 @@ def real_inputs(paths: list[str], target: Target, batch: int) -> np.ndarray:
     return preprocess_batch([read_image(paths[i % len(paths)]) for i in range(batch)], cfg)
 
 
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
 def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, warmup: int,
-            images: list[str] | None = None) -> None:
-    """Fill each target's times[batch] with per-iteration latencies (ms), interleaving targets."""
+            images: list[str] | None = None, end_to_end: bool = False) -> None:
+    """Fill each target's times[batch] (and gpu_times / e2e_times where they apply) with per-iteration
+    latencies (ms), interleaving targets."""
     rng = np.random.default_rng(0)
     inputs = {(id(t), b): real_inputs(images, t, b) if images else
               rng.standard_normal((b, 3, *t.input_size), dtype=np.float32) for t in targets for b in batches}
+    encoded = [open(images[i % len(images)], "rb").read() for i in range(max(batches))] if end_to_end else []
     for t in targets:
         for b in batches:
             for _ in range(warmup):
                 t.run(inputs[(id(t), b)])
-            t.times[b] = []
+                if t.gpu:
+                    t.gpu(inputs[(id(t), b)])
+                if end_to_end and t.e2e:
+                    t.e2e(encoded[:b])
+            t.times[b], t.gpu_times[b], t.e2e_times[b] = [], [], []
     for r in range(rounds):
         order = targets[r % len(targets):] + targets[:r % len(targets)]  # no target always runs first
         for b in batches:
             for t in order:
                 x = inputs[(id(t), b)]
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    t.run(x)
-                    t.times[b].append((time.perf_counter() - start) * 1e3)
+                t.times[b] += [_timed(lambda: t.run(x)) for _ in range(runs)]
+                if t.gpu:
+                    t.gpu_times[b] += [t.gpu(x) for _ in range(runs)]
+                if end_to_end and t.e2e:
+                    t.e2e_times[b] += [_timed(lambda: t.e2e(encoded[:b])) for _ in range(runs)]
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
+
+
+TRTEXEC_FLAGS = ["--warmUp=200", "--duration=3", "--percentile=50,90,99", "--noDataTransfers"]
+
+
+def trtexec_figure(plan: str, input_name: str, shape: tuple[int, ...]) -> dict | None:
+    """trtexec's GPU compute time for `plan` at `shape` (median and p99, ms), with the exact command; None
+    when trtexec is not on PATH (the pip wheels have none)."""
+    import re
+    import shutil
+    import subprocess
+
+    exe = shutil.which("trtexec")
+    if exe is None:
+        return None
+    cmd = [exe, f"--loadEngine={plan}", f"--shapes={input_name}:{'x'.join(map(str, shape))}", *TRTEXEC_FLAGS]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    line = next((ln for ln in out.splitlines() if "GPU Compute Time:" in ln), "")
+    median = re.search(r"median = ([0-9.]+) ms", line)
+    p99 = re.search(r"percentile\(99%\) = ([0-9.]+) ms", line)
+    return {"command": " ".join(cmd), "gpu_compute_median_ms": float(median.group(1)) if median else None,
+            "gpu_compute_p99_ms": float(p99.group(1)) if p99 else None}
+
+
+def gpu_environment(targets: list[Target]) -> dict:
+    """GPU, driver, CUDA and TensorRT versions when any target runs on the GPU."""
+    env: dict = {}
+    backends = [t for t in targets if t.plan]
+    if backends:
+        import tensorrt
+
+        from ltdeploy.cuda import current_gpu
+        gpu = current_gpu()
+        env = {"gpu": gpu.name, "compute_capability": gpu.compute_capability, "driver": gpu.driver,
+               "cuda_runtime": gpu.cuda_runtime, "tensorrt": tensorrt.__version__}
+    return env
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +206,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=None,
                    help="input side in pixels instead of the model's own (segmentation graphs take any size)")
     p.add_argument("--images", nargs="+", default=None, help="time on these images (files or folders)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "tensorrt"],
+                   help="auto: .onnx on the CPU, plans on the GPU; cuda / tensorrt: ONNX Runtime's GPU providers")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="also time decode + preprocess + inference + post-processing per batch (needs --images)")
+    p.add_argument("--trtexec", action="store_true", help="add trtexec's figure for each plan (if on PATH)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.engine and not args.torch:
         p.error("give at least one --engine or --torch")
     batches = [int(b) for b in args.batch.split(",")]
     try:
-        targets = [onnx_target(e, args.threads, args.spin) for e in args.engine] + \
+        targets = [engine_target(e, args.threads, args.spin, args.device) for e in args.engine] + \
                   [torch_target(c, args.threads) for c in args.torch]
     except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -147,27 +231,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.images:
         from ltdeploy.image_io import expand_sources
         images = expand_sources(args.images)
-    measure(targets, batches, args.rounds, args.runs, args.warmup, images)
+    if args.end_to_end and not images:
+        p.error("--end-to-end times real decoding: give --images")
+    measure(targets, batches, args.rounds, args.runs, args.warmup, images, args.end_to_end)
 
     import onnxruntime
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "threads": args.threads, "onnxruntime": onnxruntime.__version__,
            "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
            "warmup": args.warmup, "input_size": list(targets[0].input_size),
-           "inputs": f"{len(images)} images" if images else "random"}
+           "inputs": f"{len(images)} images" if images else "random", **gpu_environment(targets)}
     rows = []
     print(f"\n{env}\n")
-    print(f"{'engine':<48} {'provider':<22} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-          f"{'img/s':>8} {'ratio':>6}")
+    print(f"{'engine':<44} {'provider':<22} {'prec':<4} {'time':<10} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} "
+          f"{'p99 ms':>8} {'img/s':>8} {'ratio':>6}")
     for b in batches:
         base = float(np.median(targets[0].times[b]))
         for t in targets:
-            pc = percentiles(t.times[b])
-            ratio = pc["p50"] / base
-            rows.append({"engine": t.name, "provider": t.provider, "batch": b, **pc,
-                         "images_per_s": b / pc["p50"] * 1e3, "ratio_to_first": ratio})
-            print(f"{t.name[-48:]:<48} {t.provider[:22]:<22} {b:>5} {pc['p50']:8.3f} {pc['p90']:8.3f} "
-                  f"{pc['p99']:8.3f} {b / pc['p50'] * 1e3:8.1f} {ratio:6.3f}")
+            for kind, times in (("engine", t.times[b]), ("gpu-only", t.gpu_times[b]), ("end-to-end", t.e2e_times[b])):
+                if not times:
+                    continue
+                pc = percentiles(times)
+                ratio = pc["p50"] / base
+                row = {"engine": t.name, "provider": t.provider, "precision": t.precision, "time": kind,
+                       "batch": b, **pc, "images_per_s": b / pc["p50"] * 1e3, "ratio_to_first": ratio}
+                if kind == "gpu-only" and args.trtexec and t.plan:
+                    row["trtexec"] = trtexec_figure(t.plan, t.input_name, (b, 3, *t.input_size))
+                rows.append(row)
+                print(f"{t.name[-44:]:<44} {t.provider[:22]:<22} {t.precision:<4} {kind:<10} {b:>5} "
+                      f"{pc['p50']:8.3f} {pc['p90']:8.3f} {pc['p99']:8.3f} {b / pc['p50'] * 1e3:8.1f} {ratio:6.3f}")
     if args.json:
         tmp = args.json + ".partial"
         with open(tmp, "w") as f:

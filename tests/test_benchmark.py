@@ -18,6 +18,19 @@ def test_latency_benchmark_writes_table_and_json(models, tmp_path):
     assert doc["environment"]["threads"] >= 1 and "p50 ms" in r.stdout
 
 
+def test_latency_end_to_end_rows_include_decoding(models, images, tmp_path):
+    out = tmp_path / "e2e.json"
+    r = run(PY, "benchmarks/run_latency.py", "--engine", str(models["folded"]), "--batch", "1,2", "--rounds", "1",
+            "--runs", "3", "--warmup", "1", "--images", *images["good"], "--end-to-end", "--json", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert sorted((row["time"], row["batch"]) for row in rows) == [("end-to-end", 1), ("end-to-end", 2),
+                                                                    ("engine", 1), ("engine", 2)]
+    assert all(row["precision"] == "fp32" and row["provider"] == "CPUExecutionProvider" for row in rows)
+    r = run(PY, "benchmarks/run_latency.py", "--engine", str(models["folded"]), "--end-to-end")
+    assert r.returncode == 2 and "give --images" in r.stderr
+
+
 def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     out = tmp_path / "acc"
     argv = [PY, "benchmarks/run_accuracy.py", "--data", str(digits), "--out", str(out), "--seeds", "2",

@@ -102,12 +102,12 @@ class TensorRTBackend(Backend):
         raise InputShapeError(f"{self.path}: input {name!r} of shape {list(shape)} is outside the plan's "
                               f"profiles ({', '.join(ranges)}); rebuild with a larger --max-batch")
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Copy inputs in, enqueue on our stream, copy outputs out (shapes as TensorRT reports them)."""
+    def _stage(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Shapes, profile and device copies of the inputs; returns the host arrays (keep them alive)."""
         for name in self.input_names:
             if name not in inputs:
                 raise InputShapeError(f"{self.path}: input {name!r} missing; inputs are {self.input_names}")
-        staged = []  # host arrays stay alive until the asynchronous copies have run
+        staged = []
         for name, arr in inputs.items():
             if name not in self._inputs:
                 raise InputShapeError(f"{self.path}: no input named {name!r}; inputs are {self.input_names}")
@@ -121,9 +121,18 @@ class TensorRTBackend(Backend):
             self.stream.to_device(ptr, arr)
             self.context.set_tensor_address(name, ptr)
             staged.append(arr)
+        return staged
+
+    def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.ptr):
             raise EngineError(f"{self.path}: TensorRT execution failed ({self._logger.last_error()})")
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Copy inputs in, enqueue on our stream, copy outputs out (shapes as TensorRT reports them)."""
+        staged = self._stage(inputs)
+        self._enqueue()
         self.stream.synchronize()  # data-dependent shapes are final once the enqueued work has run
+        del staged
         outs = {}
         for name, alloc in self._outputs.items():
             shape = alloc.shape if alloc.shape is not None else tuple(self.context.get_tensor_shape(name))
@@ -133,3 +142,17 @@ class TensorRTBackend(Backend):
             outs[name] = host
         self.stream.synchronize()
         return outs
+
+    def gpu_time(self, inputs: dict[str, np.ndarray]) -> float:
+        """GPU time of one enqueue in milliseconds (CUDA events around execute_async_v3; copies excluded)."""
+        from ltdeploy.cuda import EventTimer
+
+        staged = self._stage(inputs)
+        self.stream.synchronize()
+        if not hasattr(self, "_timer"):
+            self._timer = EventTimer(self.stream)
+        self._timer.begin()
+        self._enqueue()
+        ms = self._timer.finish()
+        del staged
+        return ms
