@@ -62,13 +62,12 @@ def read_onnx_description(path: str) -> ModelDescription:
     return ModelDescription.from_json(meta[METADATA_KEY], source=path)
 
 
-def _profiles(trt, builder, config, network, ranges: list[BatchRange]) -> list[dict[str, list[list[int]]]]:
+def _profiles(builder, config, network, ranges: list[BatchRange],
+              input_size: tuple[int, int]) -> list[dict[str, list[list[int]]]]:
+    """One optimization profile per batch range. Dynamic height / width (segmentation and detection graphs
+    take any size) are pinned to the model's input size, which is what ltdeploy's preprocessing feeds."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     dynamic = [t for t in inputs if any(d < 0 for d in t.shape)]
-    for t in dynamic:
-        if any(d < 0 for d in list(t.shape)[1:]):
-            raise EngineError(f"input {t.name!r} has shape {list(t.shape)}: only the batch dimension may be "
-                              "dynamic; export with a fixed input size")
     if not dynamic:
         return [{t.name: [list(t.shape)] * 3 for t in inputs}]
     recorded = []
@@ -76,12 +75,20 @@ def _profiles(trt, builder, config, network, ranges: list[BatchRange]) -> list[d
         profile = builder.create_optimization_profile()
         shapes = {}
         for t in dynamic:
-            rest = list(t.shape)[1:]
-            shapes[t.name] = [[r.min, *rest], [r.opt, *rest], [r.max, *rest]]
-            profile.set_shape(t.name, *shapes[t.name])
+            dims = list(t.shape)
+            if len(dims) == 4 and dims[1] > 0:
+                dims[2:] = [d if d > 0 else s for d, s in zip(dims[2:], input_size)]
+            if any(d < 0 for d in dims[1:]):
+                raise EngineError(f"input {t.name!r} has shape {list(t.shape)}: only the batch, height and width "
+                                  "may be dynamic")
+            lo, opt, hi = ([b, *dims[1:]] for b in ((r.min, r.opt, r.max) if dims[0] < 0 else (dims[0],) * 3))
+            shapes[t.name] = [lo, opt, hi]
+            profile.set_shape(t.name, lo, opt, hi)
         if config.add_optimization_profile(profile) < 0:
             raise EngineError(f"TensorRT rejected the optimization profile {r.min}:{r.opt}:{r.max}")
         recorded.append(shapes)
+        if all(t.shape[0] > 0 for t in dynamic):
+            break  # a fixed batch needs one profile only
     return recorded
 
 
@@ -122,7 +129,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
             raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors[:400] or logger.last_error()}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        profiles = _profiles(trt, builder, config, network, ranges)
+        profiles = _profiles(builder, config, network, ranges, tuple(description.preprocess.input_size))
         tensors = _tensor_specs(trt, network)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:

@@ -87,6 +87,10 @@ class BuildInfo:
         """The largest batch any profile accepts (1 for a static graph)."""
         return max((shapes[2][0] for p in self.profiles for shapes in p.values()), default=1)
 
+    def batch_dynamic(self) -> bool:
+        """Whether the plan's inputs take a variable batch."""
+        return any(t.mode == "input" and t.shape[0] == -1 for t in self.tensors)
+
 
 def write_plan_description(plan: str, description: ModelDescription, build: BuildInfo) -> str:
     """Write `<plan>.json` (atomically) and return its path."""

@@ -152,3 +152,58 @@ def test_mask_rcnn_exports_and_predicts_masks(tmp_path, det_run: dict) -> None:
     det = json.loads(r.output)["results"][0]["detections"][0]
     rle = det["segmentation"]
     assert rle["size"] == [64, 64] and sum(rle["counts"]) == 64 * 64
+
+
+def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str, tmp_path) -> None:
+    """fp16 goes into the backbone only: NMS, box decoding and the calibrated RoI head stay fp32."""
+    from ltdeploy.backends import load_backend
+    from ltdeploy.fp16 import convert_to_fp16
+    from ltdeploy.image_io import read_image
+    from ltdeploy.preprocess import preprocess_image
+
+    half = str(tmp_path / "det.fp16.onnx")
+    counts = convert_to_fp16(det_onnx, half)
+    assert counts["fp16_nodes"] > 50
+    full, low = load_backend(det_onnx), load_backend(half)
+    desc, paired, total = full.description, 0, 0
+    for name in sorted(os.listdir(os.path.join(det_run["data"], "images", "val"))):
+        x = preprocess_image(read_image(os.path.join(det_run["data"], "images", "val", name)), desc.preprocess)[None]
+        a, b = ({k: v[r["scores"] >= 0.05] for k, v in r.items()}
+                for r in (full.run({desc.input_name: x}), low.run({desc.input_name: x})))
+        total += len(a["scores"])
+        paired += len(a["scores"]) - match_detections(a, b)[0] // 2
+    assert total > 0 and paired / total >= 0.98
+    ap_full, ap_low = evaluate_detection(det_onnx, det_run["data"]), evaluate_detection(half, det_run["data"])
+    assert abs(ap_full["box"]["AP"] - ap_low["box"]["AP"]) <= 0.1 and abs(ap_full["box"]["APr"] - ap_low["box"]["APr"]) <= 0.1
+
+
+def test_triton_repository_for_the_detector(det_onnx: str, det_run: dict, tmp_path) -> None:
+    """Detectors take one image: the engine model has max_batch_size 0 and full dims, outputs of any length;
+    served through tritonserver (when `make triton-env` was run) the detections equal `ltdeploy predict`'s."""
+    from test_triton import TRITON_PYTHON, parse_config
+
+    repo = tmp_path / "repo"
+    r = CliRunner().invoke(cli, ["export-triton", "--engine", det_onnx, "--repo", str(repo), "--name", "det"])
+    assert r.exit_code == 0, r.output
+    engine = parse_config(repo / "det_engine" / "config.pbtxt")
+    assert engine.max_batch_size == 0 and not engine.HasField("dynamic_batching")
+    assert [list(t.dims) for t in engine.input] == [[1, 3, -1, -1]]  # the graph resizes any image itself
+    assert {t.name: list(t.dims) for t in engine.output} == {"boxes": [-1, 4], "labels": [-1], "scores": [-1]}
+    if not os.path.isfile(TRITON_PYTHON):
+        pytest.skip("no Triton serving environment: run `make triton-env`")
+    from ltdeploy.triton.client import connect, infer_images
+    from ltdeploy.triton.local_server import LocalTriton
+
+    served_repo = tmp_path / "served"
+    assert CliRunner().invoke(cli, ["export-triton", "--engine", det_onnx, "--repo", str(served_repo), "--name",
+                                    "det", "--layout", "python", "--score-threshold", "0.05"]).exit_code == 0
+    img = os.path.join(det_run["data"], "images", "val", "000002.png")
+    r = CliRunner().invoke(cli, ["predict", img, "--engine", det_onnx, "--json", "--no-save", "--score-threshold",
+                                 "0.05"])
+    local = json.loads(r.output)["results"][0]["detections"]
+    with LocalTriton(str(served_repo), TRITON_PYTHON) as server:
+        served = infer_images(connect(server.url), "det", [open(img, "rb").read()])[0]["detections"]
+    assert len(served) == len(local) > 0
+    for s, lo in zip(served, local):
+        assert s["category_id"] == lo["category_id"] and abs(s["score"] - lo["score"]) < 1e-5
+        assert np.allclose(s["bbox"], lo["bbox"], atol=1e-3)

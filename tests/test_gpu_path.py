@@ -201,3 +201,52 @@ def test_build_and_run_a_plan_on_the_gpu(models, tmp_path, images):
     for a, b in zip(onnx_out["results"], trt_out["results"]):
         assert a["top"][0]["index"] == b["top"][0]["index"]
         assert abs(a["top"][0]["prob"] - b["top"][0]["prob"]) < 1e-3
+
+
+class _FakeProfile:
+    def __init__(self) -> None:
+        self.shapes = {}
+
+    def set_shape(self, name, lo, opt, hi) -> None:
+        self.shapes[name] = (lo, opt, hi)
+
+
+class _FakeBuilder:
+    def __init__(self) -> None:
+        self.made = []
+
+    def create_optimization_profile(self):
+        self.made.append(_FakeProfile())
+        return self.made[-1]
+
+
+class _FakeConfig:
+    def add_optimization_profile(self, profile) -> int:
+        return 0
+
+
+class _FakeNetwork:
+    def __init__(self, shape) -> None:
+        self.num_inputs, self.shape = 1, shape
+
+    def get_input(self, i):
+        from types import SimpleNamespace
+        return SimpleNamespace(name="images", shape=self.shape)
+
+
+def test_optimization_profiles_per_batch_range_with_pinned_size():
+    """The profile logic of the builder, on stand-ins for TensorRT's builder, config and network."""
+    from ltdeploy.builder import _profiles
+
+    builder = _FakeBuilder()
+    got = _profiles(builder, _FakeConfig(), _FakeNetwork((-1, 3, -1, -1)), [BatchRange(1, 4, 8), BatchRange(16, 32, 64)],
+                    (96, 128))
+    assert got == [{"images": [[1, 3, 96, 128], [4, 3, 96, 128], [8, 3, 96, 128]]},
+                   {"images": [[16, 3, 96, 128], [32, 3, 96, 128], [64, 3, 96, 128]]}]
+    assert [p.shapes["images"][2] for p in builder.made] == [[8, 3, 96, 128], [64, 3, 96, 128]]
+    detector = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((1, 3, -1, -1)), [BatchRange(1, 8, 32)], (64, 64))
+    assert detector == [{"images": [[1, 3, 64, 64]] * 3}]  # fixed batch: one profile, batch 1
+    static = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((4, 3, 32, 32)), [BatchRange(1, 8, 32)], (32, 32))
+    assert static == [{"images": [[4, 3, 32, 32]] * 3}]
+    with pytest.raises(EngineError, match="only the batch, height and width"):
+        _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((-1, -1, 32, 32)), [BatchRange(1, 1, 1)], (32, 32))

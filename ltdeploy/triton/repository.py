@@ -55,8 +55,7 @@ def engine_io(path: str) -> EngineIO:
         from ltdeploy.plan import read_plan_description, read_plan_header
         read_plan_header(path)
         description, build = read_plan_description(path)
-        batch_dynamic = any(t.mode == "input" and t.shape[0] == -1 for t in build.tensors)
-        return EngineIO(description, build.tensors, "tensorrt_plan", build.max_batch() if batch_dynamic else 0)
+        return EngineIO(description, build.tensors, "tensorrt_plan", build.max_batch() if build.batch_dynamic() else 0)
     from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
     backend = OnnxRuntimeBackend(path, device="cpu")
     specs = [TensorSpec(t.name, mode, ORT_TYPES.get(t.type, t.type), [d if isinstance(d, int) else -1 for d in t.shape])
