@@ -29,12 +29,13 @@ def capturing_logger(trt, severity: str = "WARNING"):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
             self.errors: list[str] = []
-            self.min = getattr(trt.ILogger.Severity, severity)
+            self.min = int(getattr(trt.ILogger.Severity, severity))
 
         def log(self, sev, msg: str) -> None:  # noqa: D102 (TensorRT's callback)
-            if sev <= trt.ILogger.Severity.ERROR:
+            # Severities count up from INTERNAL_ERROR (0) through ERROR, WARNING, INFO to VERBOSE.
+            if int(sev) <= int(trt.ILogger.Severity.ERROR):
                 self.errors.append(msg.strip())
-            if sev <= self.min:
+            if int(sev) <= self.min:
                 print(f"[TensorRT] {msg.strip()}")
 
         def last_error(self) -> str:
