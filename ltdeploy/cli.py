@@ -78,24 +78,37 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
 @click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the full description as JSON.")
 def info(engine: str, device: str, as_json: bool) -> None:
-    """Describe an engine: task, classes, preprocessing, calibration, provenance."""
-    from ltdeploy.backends import load_backend
+    """Describe an engine: task, classes, preprocessing, calibration, provenance (plans: and how they were built;
+    read from the plan header and <plan>.json, so no TensorRT or GPU is needed)."""
+    import os
+    from dataclasses import asdict
+
+    from ltdeploy.backends import SUFFIXES, load_backend
     from ltdeploy.metadata import COUNT_UNITS
 
+    build = None
     try:
-        backend = load_backend(engine, device=device)
+        if SUFFIXES.get(os.path.splitext(engine)[1].lower()) == "tensorrt" and device == "auto":
+            from ltdeploy.plan import read_plan_description, read_plan_header
+            header = read_plan_header(engine)
+            desc, build = read_plan_description(engine)
+            provider = (f"TensorRT {header.version_string} plan, {build.precision}, built on {build.gpu_name} "
+                        f"(compute capability {build.compute_capability}); not loaded")
+        else:
+            backend = load_backend(engine, device=device)
+            desc, provider = backend.description, backend.provider
     except LtDeployError as exc:
         _fail(exc)
-    desc = backend.description
     if as_json:
-        click.echo(json.dumps({"engine": engine, "provider": backend.provider, **desc.to_dict()}, indent=1))
+        extra = {"build": asdict(build)} if build else {}
+        click.echo(json.dumps({"engine": engine, "provider": provider, **desc.to_dict(), **extra}, indent=1))
         return
     groups = desc.groups
     pp = desc.preprocess
     top, mid, low = desc.group_names
     unit = COUNT_UNITS[desc.task]
     lines = [
-        f"engine:        {engine} ({backend.provider})",
+        f"engine:        {engine} ({provider})",
         f"task:          {desc.task}, {desc.num_classes} classes "
         f"({top} {groups.count(top)}, {mid} {groups.count(mid)}, {low} {groups.count(low)}; "
         f"{top} > {desc.group_thresholds[0]}, {low} < {desc.group_thresholds[1]} {unit})",
@@ -107,6 +120,9 @@ def info(engine: str, device: str, as_json: bool) -> None:
         f"calibration:   {json.dumps(desc.calibration)}",
         f"provenance:    {json.dumps(desc.provenance)}",
     ]
+    if build:
+        lines.append("profiles:      " + "; ".join(", ".join(f"{n} {s[0]}..{s[2]}" for n, s in p.items())
+                                                   for p in build.profiles))
     click.echo("\n".join(lines))
 
 
