@@ -219,7 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     args = build_parser().parse_args(argv)
-    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the cores this process may use (taskset, cgroups)
+    # the cores this process may use (taskset, cgroups); macOS and Windows have no affinity call
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(cores)
     task = ("detection" if is_det_dataset(args.data) else "segmentation" if is_seg_dataset(args.data)
             else "classification")
     if args.stage == "stage1":
