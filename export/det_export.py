@@ -1,8 +1,10 @@
 """Detection export: the whole torchvision detector (normalise, RPN, RoI branch with every PCB pass,
-per-class NMS, masks pasted into the image) as one ONNX graph, and its parity check.
+per-class NMS, masks pasted onto the input) as one ONNX graph, and its parity check.
 
-The graph takes one RGB image (1, 3, H, W) in 0..1, any H and W, and returns boxes (N, 4) xyxy in that
-image's pixels, labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, H, W) as probabilities.
+The graph takes one RGB image (1, 3, h, w) in 0..1 as the model's preprocessing resized it (any h and w:
+short side to min_size, long side at most max_size) and returns boxes (N, 4) xyxy in those input pixels,
+labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, h, w) as probabilities; the
+preprocessing's Geometry maps them back to the photo.
 N <= 300. There is no candidate cap before NMS beyond torchvision's score threshold (1e-4): every class of
 every proposal above it goes into per-class NMS, so rare classes are not cut early.
 """

@@ -26,10 +26,11 @@ from export.det_export import check_det_parity, export_detector
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
 from ltdeploy.image_io import read_image
-from ltdeploy.preprocess import PreprocessConfig, preprocess_batch
+from ltdeploy.preprocess import PreprocessConfig, preprocess_batch, preprocess_image
 from training.checkpoint import file_sha256, read_checkpoint
 from training.data_lists import read_split
 from training.det_data import LVISDataset
+from training.det_sources import DetSource, resolve_det_source
 from training.modeling.segmenter import ArgmaxLabels
 from training.seg_data import read_seg_split
 
@@ -39,14 +40,15 @@ SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (METHOD.md §6; tie
 def verification_batch(data_dir: str, split: str, count: int, cfg: PreprocessConfig,
                        task: str = "classification") -> np.ndarray:
     """The first `count` images of a split, preprocessed as the model expects."""
-    if task == "detection":
-        paths = LVISDataset(data_dir, split).image_paths()
-    elif task == "segmentation":
-        paths = read_seg_split(data_dir, split).images
-    else:
-        paths = read_split(data_dir, split).paths
+    paths = read_seg_split(data_dir, split).images if task == "segmentation" else read_split(data_dir, split).paths
     paths = paths[:count] if count > 0 else paths
     return preprocess_batch([read_image(p) for p in paths], cfg)
+
+
+def detection_images(source: DetSource, split: str, count: int, cfg: PreprocessConfig) -> list[np.ndarray]:
+    """The first `count` images of a detection split, each preprocessed at its own fitted size."""
+    paths = LVISDataset(source, split).image_paths()
+    return [preprocess_image(read_image(p), cfg) for p in (paths[:count] if count > 0 else paths)]
 
 
 def second_size(cfg: PreprocessConfig) -> PreprocessConfig:
@@ -84,20 +86,35 @@ def verified_write(output: str, write: Callable[[str], bool]) -> int:
             os.remove(tmp)
 
 
-def export_detection(args: argparse.Namespace, ck, module, fold: str, data_dir: str) -> int:
+def detection_source(args: argparse.Namespace, provenance: dict) -> DetSource:
+    """The dataset to verify on: --data, else the one the checkpoint was trained on."""
+    if args.data:
+        return resolve_det_source(args.data)
+    if provenance.get("dataset_files"):
+        return DetSource.from_dict(provenance["dataset_files"])
+    return resolve_det_source(provenance.get("dataset"))
+
+
+def export_detection(args: argparse.Namespace, ck, module, fold: str) -> int:
     """Detection: export the whole detector, check the top detections against PyTorch, move into place."""
     desc = ck.description
     split = args.split or "val"
     count = min(args.verify_images, 50) if args.verify_images > 0 else 0
-    batch = verification_batch(data_dir, split, count, desc.preprocess, desc.task)
+    try:
+        images = detection_images(detection_source(args, desc.provenance), split, count, desc.preprocess)
+    except LtDeployError as exc:
+        print(f"error: {exc}; pass --data DIR", file=sys.stderr)
+        return 2
     ops: dict[str, int] = {}
 
     def write(tmp: str) -> bool:
-        outputs = export_detector(module, tmp, desc.preprocess.input_size, desc.input_name)
+        outputs = export_detector(module, tmp, desc.preprocess.shape_range()[1], desc.input_name)
         embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
         ops.update(op_counts(tmp))
-        report = check_det_parity(tmp, ck.model, list(batch))
-        print(f"parity vs PyTorch on {report.images} {split} images ({report.compared} detections with score >= "
+        report = check_det_parity(tmp, ck.model, images)
+        sizes = sorted({f"{x.shape[2]}x{x.shape[1]}" for x in images})
+        print(f"parity vs PyTorch on {report.images} {split} images ({', '.join(sizes[:6])}"
+              f"{' ...' if len(sizes) > 6 else ''}; {report.compared} detections with score >= "
               f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
               f"max score diff {report.max_score_diff:.2e}, max mask diff {report.max_mask_diff:.2e}")
         if not report.ok():
@@ -143,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     outputs = ["labels"] if args.argmax else desc.output_names
     if args.argmax:
         module = ArgmaxLabels(module, desc.num_classes)
+    if desc.task == "detection":
+        return export_detection(args, ck, module, fold)
     data_dir = args.data or desc.provenance.get("dataset")
     if not data_dir or not os.path.isdir(data_dir):
         print(f"error: no dataset to verify on ({data_dir!r}); pass --data DIR", file=sys.stderr)
         return 2
-    if desc.task == "detection":
-        return export_detection(args, ck, module, fold, data_dir)
     split = args.split or ("val" if seg else "test")
     batch = verification_batch(data_dir, split, args.verify_images, desc.preprocess, desc.task)
     checks = [(batch, desc.preprocess.input_size)]

@@ -63,9 +63,10 @@ def read_onnx_description(path: str) -> ModelDescription:
 
 
 def _profiles(builder, config, network, ranges: list[BatchRange],
-              input_size: tuple[int, int]) -> list[dict[str, list[list[int]]]]:
-    """One optimization profile per batch range. Dynamic height / width (segmentation and detection graphs
-    take any size) are pinned to the model's input size, which is what ltdeploy's preprocessing feeds."""
+              sizes: tuple[tuple[int, int], ...]) -> list[dict[str, list[list[int]]]]:
+    """One optimization profile per batch range. Dynamic height / width take the (smallest, typical, largest)
+    sizes ltdeploy's preprocessing feeds: one size for classification and segmentation, the fitted range
+    (a strip, a 4:3 photo, the max_size square) for detection."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     dynamic = [t for t in inputs if any(d < 0 for d in t.shape)]
     if not dynamic:
@@ -76,12 +77,13 @@ def _profiles(builder, config, network, ranges: list[BatchRange],
         shapes = {}
         for t in dynamic:
             dims = list(t.shape)
-            if len(dims) == 4 and dims[1] > 0:
-                dims[2:] = [d if d > 0 else s for d, s in zip(dims[2:], input_size)]
-            if any(d < 0 for d in dims[1:]):
+            free = (0, 2, 3) if len(dims) == 4 else (0,)
+            if any(d < 0 and i not in free for i, d in enumerate(dims)):
                 raise EngineError(f"input {t.name!r} has shape {list(t.shape)}: only the batch, height and width "
                                   "may be dynamic")
-            lo, opt, hi = ([b, *dims[1:]] for b in ((r.min, r.opt, r.max) if dims[0] < 0 else (dims[0],) * 3))
+            batches = (r.min, r.opt, r.max) if dims[0] < 0 else (dims[0],) * 3
+            lo, opt, hi = ([b, *dims[1:2], *(d if d > 0 else s for d, s in zip(dims[2:], size))]
+                           for b, size in zip(batches, sizes))
             shapes[t.name] = [lo, opt, hi]
             profile.set_shape(t.name, lo, opt, hi)
         if config.add_optimization_profile(profile) < 0:
@@ -129,7 +131,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
             raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors[:400] or logger.last_error()}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
-        profiles = _profiles(builder, config, network, ranges, tuple(description.preprocess.input_size))
+        profiles = _profiles(builder, config, network, ranges, description.preprocess.shape_range())
         tensors = _tensor_specs(trt, network)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:

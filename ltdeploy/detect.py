@@ -5,6 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ltdeploy.preprocess import Geometry
+
 
 def select(outputs: dict[str, np.ndarray], score_threshold: float, max_detections: int) -> dict[str, np.ndarray]:
     """Detections with score >= threshold, highest first, at most `max_detections`."""
@@ -14,16 +16,11 @@ def select(outputs: dict[str, np.ndarray], score_threshold: float, max_detection
     return {k: v[keep] for k, v in outputs.items()}
 
 
-def rescale(dets: dict[str, np.ndarray], input_size: tuple[int, int], image_size: tuple[int, int]) -> dict:
-    """Boxes from the model's input (h, w) to the image's (H, W) pixels; masks resized and thresholded at 0.5."""
-    (ih, iw), (h, w) = input_size, image_size
-    out = dict(dets)
-    boxes = dets["boxes"].astype(np.float64) * np.array([w / iw, h / ih, w / iw, h / ih])
-    out["boxes"] = np.clip(boxes, 0, [w, h, w, h])
+def to_image(dets: dict[str, np.ndarray], geometry: Geometry) -> dict[str, np.ndarray]:
+    """Boxes (and mask probabilities) from model-input pixels to the image's pixels (masks binary, H x W)."""
+    out = dict(dets, boxes=geometry.boxes_to_image(dets["boxes"]))
     if "masks" in dets:
-        out["masks"] = np.stack([cv2.resize(m.reshape(m.shape[-2:]).astype(np.float32), (w, h),
-                                            interpolation=cv2.INTER_LINEAR) >= 0.5 for m in dets["masks"]]) \
-            if len(dets["masks"]) else np.zeros((0, h, w), bool)
+        out["masks"] = geometry.masks_to_image(dets["masks"])
     return out
 
 

@@ -23,3 +23,7 @@ class InputShapeError(LtDeployError):
 
 class OutputError(LtDeployError):
     """A result could not be written (folder not writable, disk full)."""
+
+
+class DatasetError(LtDeployError):
+    """A dataset is missing, laid out unexpectedly, or its annotations are inconsistent."""

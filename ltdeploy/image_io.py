@@ -8,16 +8,22 @@ import cv2
 import numpy as np
 
 from ltdeploy.errors import ImageError
+from ltdeploy.image_header import header_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+# Decoding refuses larger images: 100 megapixels is 300 MB as RGB (a 20000 x 20000 PNG of a few hundred KB
+# would take 1.2 GB); 0 lifts the limit.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def expand_sources(sources: list[str]) -> list[str]:
-    """Expand directories into the images they hold (sorted); other paths pass through unchanged."""
+    """Expand directories into the images they hold, subfolders included (sorted); other paths pass through
+    unchanged."""
     out: list[str] = []
     for src in sources:
         if os.path.isdir(src):
-            found = sorted(str(p) for p in Path(src).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(str(p) for p in Path(src).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+                           and p.is_file())
             if not found:
                 raise ImageError(f"{src}: directory holds no images ({', '.join(IMAGE_SUFFIXES)})")
             out.extend(found)
@@ -53,8 +59,9 @@ def to_rgb8(img: np.ndarray, path: str = "<array>") -> np.ndarray:
     raise ImageError(f"{path}: unsupported number of channels {channels}; expected 1, 3 or 4")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB uint8 (H, W, 3); raise ImageError with a one-line reason otherwise."""
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as RGB uint8 (H, W, 3); raise ImageError with a one-line reason otherwise
+    (images of more than `max_pixels` pixels are refused before decoding; 0: no limit)."""
     path = str(path)
     if not os.path.exists(path):
         raise ImageError(f"{path}: no such file")
@@ -64,17 +71,28 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode_image(data, path)
+    return decode_image(data, path, max_pixels)
 
 
-def decode_image(data: np.ndarray | bytes, name: str = "<bytes>") -> np.ndarray:
-    """Decode an encoded image (file bytes) to RGB uint8 (H, W, 3); ImageError with a one-line reason otherwise."""
+def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
+    if max_pixels and width * height > max_pixels:
+        raise ImageError(f"{name}: {width} x {height} is {width * height / 1e6:.0f} megapixels, above the limit of "
+                         f"{max_pixels / 1e6:g} (raise it with --max-pixels, 0 for none)")
+
+
+def decode_image(data: np.ndarray | bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image (file bytes) to RGB uint8 (H, W, 3); ImageError with a one-line reason otherwise
+    (more than `max_pixels` pixels: refused, from the header where the format allows, before decoding)."""
     data = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if data.size == 0:
         raise ImageError(f"{name}: empty file")
+    size = header_size(data)
+    if size is not None:
+        _check_pixels(name, *size, max_pixels)
     if _truncated_jpeg(data):
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download it")
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:
         raise ImageError(f"{name}: not a decodable image (supported: {', '.join(IMAGE_SUFFIXES)})")
+    _check_pixels(name, img.shape[1], img.shape[0], max_pixels)
     return to_rgb8(img, name)

@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from ltdeploy.errors import MetadataError
 from ltdeploy.preprocess import PreprocessConfig
 
-SCHEMA = "ltdeploy.model/1"
+SCHEMA = "ltdeploy.model/2"
+# /1 had no class ids and no `resize` in its preprocessing; its classifiers and segmenters read the same
+# way, but its detectors squashed every image to a square, so those must be exported again.
+LEGACY_SCHEMA = "ltdeploy.model/1"
 METADATA_KEY = "ltdeploy"
 TASKS = ("classification", "segmentation", "detection")
 # Frequency groups per task: (above the first threshold, between, below the second). Classification counts
@@ -24,9 +27,10 @@ COUNT_UNITS = {"classification": "training images", "segmentation": "training pi
 class ModelDescription:
     """Everything a runtime needs to use a model, and what a person needs to trust it.
 
-    class_counts are training images (classification) or pixels (segmentation) per class; groups name each
-    class's frequency group (many / medium / few, or head / body / tail) under `group_thresholds` =
-    (above, below).
+    class_counts are training images (classification, detection) or pixels (segmentation) per class; groups
+    name each class's frequency group (many / medium / few, head / body / tail, frequent / common / rare)
+    under `group_thresholds` = (above, below). class_ids are the dataset's own ids of the classes (COCO's
+    sparse category ids, ADE20K's 1..150), in class-index order; results report them.
     """
 
     task: str
@@ -38,8 +42,15 @@ class ModelDescription:
     output_names: list[str]
     calibration: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    class_ids: list[int] = field(default_factory=list)  # empty → 0..K-1 (detection: 1..K)
 
     def __post_init__(self) -> None:
+        if not self.class_ids:
+            first = 1 if self.task == "detection" else 0
+            object.__setattr__(self, "class_ids", list(range(first, first + len(self.class_names))))
+        if len(self.class_ids) != len(self.class_names) or len(set(self.class_ids)) != len(self.class_ids):
+            raise MetadataError(f"{len(self.class_ids)} class ids for {len(self.class_names)} classes, or repeated "
+                                "ids")
         if self.task not in TASKS:
             raise MetadataError(f"task is {self.task!r}; this ltdeploy knows {', '.join(TASKS)}")
         if len(self.class_names) != len(self.class_counts):
@@ -67,7 +78,7 @@ class ModelDescription:
     def to_dict(self) -> dict:
         """Plain JSON-ready dict with the schema tag first."""
         return {"schema": SCHEMA, "task": self.task, "class_names": list(self.class_names),
-                "class_counts": [int(n) for n in self.class_counts],
+                "class_ids": [int(i) for i in self.class_ids], "class_counts": [int(n) for n in self.class_counts],
                 "group_thresholds": list(self.group_thresholds), "groups": self.groups,
                 "preprocess": self.preprocess.to_dict(), "input_name": self.input_name,
                 "output_names": list(self.output_names), "calibration": self.calibration,
@@ -82,11 +93,16 @@ class ModelDescription:
         """Parse strictly: the schema must match, every field is required, unknown keys are rejected."""
         if not isinstance(data, dict):
             raise MetadataError(f"{source}: description must be a JSON object")
-        if data.get("schema") != SCHEMA:
+        legacy = data.get("schema") == LEGACY_SCHEMA
+        if data.get("schema") != SCHEMA and not legacy:
             raise MetadataError(f"{source}: description schema is {data.get('schema')!r}, this ltdeploy "
                                 f"reads {SCHEMA!r}; re-export the model with a matching ltdeploy")
+        if legacy and data.get("task") == "detection":
+            raise MetadataError(f"{source}: a detector written by an older ltdeploy ({LEGACY_SCHEMA}), whose graph "
+                                "squashes images to a square; re-export it from its checkpoint with "
+                                "`python export/to_onnx.py`")
         fields = {"schema", "task", "class_names", "class_counts", "group_thresholds", "groups", "preprocess",
-                  "input_name", "output_names", "calibration", "provenance"}
+                  "input_name", "output_names", "calibration", "provenance"} | (set() if legacy else {"class_ids"})
         missing, unknown = fields - data.keys(), data.keys() - fields
         if missing or unknown:
             raise MetadataError(f"{source}: description is missing {sorted(missing)} / has unknown "
@@ -95,9 +111,10 @@ class ModelDescription:
             desc = cls(task=str(data["task"]), class_names=[str(n) for n in data["class_names"]],
                        class_counts=[int(n) for n in data["class_counts"]],
                        group_thresholds=(int(data["group_thresholds"][0]), int(data["group_thresholds"][1])),
-                       preprocess=PreprocessConfig.from_dict(data["preprocess"]),
+                       preprocess=PreprocessConfig.from_dict(data["preprocess"], legacy=legacy),
                        input_name=str(data["input_name"]), output_names=[str(n) for n in data["output_names"]],
-                       calibration=dict(data["calibration"]), provenance=dict(data["provenance"]))
+                       calibration=dict(data["calibration"]), provenance=dict(data["provenance"]),
+                       class_ids=[int(i) for i in data.get("class_ids", [])])
         except MetadataError as exc:
             raise MetadataError(f"{source}: {exc}") from None
         except (TypeError, ValueError, IndexError) as exc:

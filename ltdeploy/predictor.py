@@ -1,13 +1,12 @@
 """Predictor: images → preprocessing (from the model's description) → backend → result objects
 (Classification; Segmentation with its overlay and label PNGs, or Detections with the drawn image,
-written to `save_dir`).
+written to `save_dir`, one file name per input: see `outputs.output_stems`).
 
 Decoding and preprocessing run in a small thread pool (OpenCV releases the GIL) so that the next
 batch is being prepared while the engine runs the current one.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable, Iterator
@@ -16,13 +15,14 @@ import numpy as np
 
 from ltdeploy.backends import Backend, load_backend
 from ltdeploy.classify import softmax, topk
-from ltdeploy.detect import draw, mask_to_rle, rescale, select
+from ltdeploy.detect import draw, mask_to_rle, select, to_image
 from ltdeploy.errors import ImageError
-from ltdeploy.image_io import read_image
+from ltdeploy.image_io import DEFAULT_MAX_PIXELS, read_image
+from ltdeploy.outputs import output_stems
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.results import (ClassShare, Classification, DetectedObject, Detections, Failure, Segmentation,
                               TopClass)
-from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, resize_labels, write_png
+from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, write_png
 
 Loaded = tuple[np.ndarray | None, np.ndarray]  # (the RGB image when the task draws on it, model input)
 
@@ -32,7 +32,7 @@ class Predictor:
 
     def __init__(self, engine: str | Backend, device: str = "auto", batch_size: int = 16, threads: int = 0,
                  workers: int = 2, save_dir: str | None = None, score_threshold: float = 0.25,
-                 max_detections: int = 100) -> None:
+                 max_detections: int = 100, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.backend = load_backend(engine, device=device, threads=threads) if isinstance(engine, str) else engine
         self.description = self.backend.description
         self.batch_size = max(1, batch_size)
@@ -43,6 +43,8 @@ class Predictor:
         self._detect = self.description.task == "detection"
         self._colours = palette(self.description.num_classes) if self._segment or self._detect else None
         self.score_threshold, self.max_detections = score_threshold, max_detections
+        self.max_pixels = max_pixels
+        self._stems: dict[str, str] = {}
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """All graph outputs for a preprocessed float32 batch (N, 3, H, W)."""
@@ -57,13 +59,14 @@ class Predictor:
 
     def _load(self, path: str) -> Loaded | ImageError:
         try:
-            return self._prepare(read_image(path))
+            return self._prepare(read_image(path, self.max_pixels))
         except ImageError as exc:
             return exc
 
     def predict_arrays(self, names: list[str], images: list[np.ndarray],
                        k: int = 5) -> list[Classification | Segmentation | Detections]:
         """Results for decoded RGB uint8 images (a server's batch), in one engine call where the task allows."""
+        self._stems = output_stems(names, self.save_dir) if self.save_dir else {}
         return self._results(names, [self._prepare(rgb) for rgb in images], k)
 
     def _classify(self, paths: list[str], logits: np.ndarray, k: int) -> list[Classification]:
@@ -74,16 +77,15 @@ class Predictor:
                 for p, row_i, row_p in zip(paths, idx, probs)]
 
     def _segment_one(self, path: str, rgb: np.ndarray, labels: np.ndarray) -> Segmentation:
-        labels = resize_labels(labels, rgb.shape[:2])
+        labels = self.description.preprocess.geometry(*rgb.shape[:2]).labels_to_image(labels)
         shares = pixel_shares(labels, self.description.num_classes)
         names = self.description.class_names
         classes = [ClassShare(int(i), names[i], float(shares[i]), self._groups[i])
                    for i in np.argsort(-shares, kind="stable") if shares[i] > 0]
         files = {}
         if self.save_dir:
-            stem = os.path.splitext(os.path.basename(path))[0]
-            files = {"overlay": os.path.join(self.save_dir, f"{stem}_overlay.png"),
-                     "labels": os.path.join(self.save_dir, f"{stem}_labels.png")}
+            stem = self._stems[path]
+            files = {"overlay": f"{stem}_overlay.png", "labels": f"{stem}_labels.png"}
             write_png(files["overlay"], overlay(rgb, labels, self._colours))
             write_png(files["labels"], labels)
         return Segmentation(path, labels, classes, files)
@@ -91,16 +93,16 @@ class Predictor:
     def _detect_one(self, path: str, rgb: np.ndarray, x: np.ndarray) -> Detections:
         dets = select(self.outputs(x[None]), self.score_threshold, self.max_detections)
         h, w = rgb.shape[:2]
-        dets = rescale(dets, self.description.preprocess.input_size, (h, w))
-        names = self.description.class_names
+        dets = to_image(dets, self.description.preprocess.geometry(h, w))
+        names, ids = self.description.class_names, self.description.class_ids
         idx = dets["labels"].astype(int) - 1  # the graph numbers classes 1..K (0 is background)
         masks = dets.get("masks")
         objects = [DetectedObject(int(i), names[i], float(sc), self._groups[i], tuple(float(v) for v in b),
-                                  mask_to_rle(masks[j]) if masks is not None else None)
+                                  mask_to_rle(masks[j]) if masks is not None else None, ids[i])
                    for j, (i, sc, b) in enumerate(zip(idx, dets["scores"], dets["boxes"]))]
         files = {}
         if self.save_dir:
-            files["image"] = os.path.join(self.save_dir, f"{os.path.splitext(os.path.basename(path))[0]}_det.png")
+            files["image"] = f"{self._stems[path]}_det.png"
             write_png(files["image"], draw(rgb, dets["boxes"], [f"{o.name} {o.score:.2f}" for o in objects],
                                            self._colours[idx], masks))
         return Detections(path, w, h, objects, files)
@@ -118,6 +120,8 @@ class Predictor:
     def predict(self, paths: Iterable[str],
                 k: int = 5) -> Iterator[Classification | Segmentation | Detections | Failure]:
         """Yield one result (Classification, Segmentation or Detections) or Failure per path, in input order."""
+        paths = list(paths)
+        self._stems = output_stems(paths, self.save_dir) if self.save_dir else {}
         pending: deque[tuple[str, Future]] = deque()
         path_iter = iter(paths)
         with ThreadPoolExecutor(self.workers) as pool:

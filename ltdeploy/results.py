@@ -94,7 +94,8 @@ class Segmentation:
 @dataclass(frozen=True)
 class DetectedObject:
     """One detection: class index (0-based), name, score, frequency group, box (x0, y0, x1, y1) in the
-    image's pixels and, for instance segmentation, the mask as COCO run-length encoding."""
+    image's pixels, for instance segmentation the mask as COCO run-length encoding, and the dataset's own
+    category id (COCO's ids are sparse)."""
 
     index: int
     name: str
@@ -102,6 +103,7 @@ class DetectedObject:
     group: str
     box: tuple[float, float, float, float]
     rle: dict | None = None
+    category_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -122,11 +124,12 @@ class Detections:
         return f"{self.path}: {self.width}x{self.height}, {len(self.objects)} detections: {shown}{more}{files}"
 
     def to_coco(self, image_id: int | str) -> list[dict]:
-        """COCO results format (bbox x, y, w, h; category_id = class index + 1, as LVIS numbers them)."""
+        """COCO results format (bbox x, y, w, h; the dataset's category ids, class index + 1 where unknown)."""
         out = []
         for o in self.objects:
             x0, y0, x1, y1 = o.box
-            det = {"image_id": image_id, "category_id": o.index + 1, "bbox": [round(x0, 2), round(y0, 2),
+            det = {"image_id": image_id, "category_id": o.index + 1 if o.category_id is None else o.category_id,
+                   "bbox": [round(x0, 2), round(y0, 2),
                    round(x1 - x0, 2), round(y1 - y0, 2)], "score": round(o.score, 6)}
             if o.rle is not None:
                 det["segmentation"] = o.rle

@@ -17,13 +17,6 @@ def label_maps(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarray:
     return out.astype(np.uint8 if out.max(initial=0) < 256 else np.uint16)
 
 
-def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of one label map (h, w) to (H, W)."""
-    if labels.shape == tuple(size):
-        return labels
-    return cv2.resize(labels, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-
-
 def palette(num_classes: int) -> np.ndarray:
     """A fixed RGB colour per class (K, 3) uint8: hues spread by the golden ratio, so neighbours differ."""
     colours = []

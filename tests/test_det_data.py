@@ -8,10 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from ltdeploy.preprocess import PreprocessConfig
 from training.det_data import LVISDataset, RepeatFactorSampler, decode_mask, hflip, repeat_factors
 from training.lvis_eval import lvis_ap, pairwise_bias
 from training.make_data import main as make_data
-from training.synthetic_det import frequency_group, image_counts
+from training.det_sources import lvis_frequency as frequency_group, resolve_det_source
+from training.synthetic_det import image_counts
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_image_counts_span_lvis_groups() -> None:
 
 
 def test_loader_boxes_labels_masks(det_root: str) -> None:
-    ds = LVISDataset(det_root, "train", masks=True)
+    ds = LVISDataset(resolve_det_source(det_root), "train", PreprocessConfig.fit(96, 96), masks=True)
     img, t = ds[0]
     assert img.shape == (3, 96, 96) and 0 <= float(img.min()) and float(img.max()) <= 1
     anns = ds.anns[ds.images[0]["id"]]
@@ -70,7 +72,7 @@ def test_decode_mask_polygon_and_rle() -> None:
 
 
 def test_repeat_factors_follow_lvis_formula(det_root: str) -> None:
-    ds = LVISDataset(det_root, "train")
+    ds = LVISDataset(resolve_det_source(det_root), "train")
     t = 0.3
     freq = np.asarray(ds.image_counts()) / len(ds)
     r_cat = np.maximum(1, np.sqrt(t / freq))

@@ -83,7 +83,7 @@ def test_iterative_branch_shapes_and_identity_start() -> None:
 @pytest.fixture(scope="module")
 def detector() -> LTDetector:
     torch.manual_seed(0)
-    return LTDetector(body="mobilenet_v3_fpn", num_classes=5, passes=3, pcb=True, image_size=64).eval()
+    return LTDetector(body="mobilenet_v3_fpn", num_classes=5, passes=3, pcb=True).eval()
 
 
 def test_disalign_leaves_background_and_earlier_passes_alone(detector: LTDetector) -> None:

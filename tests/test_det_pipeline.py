@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -124,7 +125,8 @@ def test_predict_draws_and_writes_coco_json(det_run: dict, det_onnx: str, tmp_pa
 def test_predict_bad_image_exits_1_without_partial_files(det_onnx: str, det_run: dict, tmp_path) -> None:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
-    good = os.path.join(det_run["data"], "images", "val", "000001.png")
+    good = str(tmp_path / "000001.png")
+    shutil.copy(os.path.join(det_run["data"], "images", "val", "000001.png"), good)
     out = tmp_path / "pred"
     r = CliRunner().invoke(cli, ["predict", str(bad), good, "--engine", det_onnx, "--out", str(out)])
     assert r.exit_code == 1

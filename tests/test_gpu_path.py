@@ -22,7 +22,7 @@ from ltdeploy.metadata import METADATA_KEY, ModelDescription
 from ltdeploy.files import file_sha256
 from ltdeploy.plan import (BuildInfo, TensorSpec, check_plan, read_plan_description, read_plan_header,
                            write_plan_description)
-from ltdeploy.preprocess import preprocess_image
+from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 
 
 def fake_plan(path, version=(10, 13, 2, 6), body: bytes = b"\x01" * 100) -> str:
@@ -238,19 +238,21 @@ class _FakeNetwork:
         return SimpleNamespace(name="images", shape=self.shape)
 
 
-def test_optimization_profiles_per_batch_range_with_pinned_size():
+def test_optimization_profiles_per_batch_range_and_fitted_sizes():
     """The profile logic of the builder, on stand-ins for TensorRT's builder, config and network."""
     from ltdeploy.builder import _profiles
 
     builder = _FakeBuilder()
     got = _profiles(builder, _FakeConfig(), _FakeNetwork((-1, 3, -1, -1)), [BatchRange(1, 4, 8), BatchRange(16, 32, 64)],
-                    (96, 128))
+                    ((96, 128),) * 3)
     assert got == [{"images": [[1, 3, 96, 128], [4, 3, 96, 128], [8, 3, 96, 128]]},
                    {"images": [[16, 3, 96, 128], [32, 3, 96, 128], [64, 3, 96, 128]]}]
     assert [p.shapes["images"][2] for p in builder.made] == [[8, 3, 96, 128], [64, 3, 96, 128]]
-    detector = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((1, 3, -1, -1)), [BatchRange(1, 8, 32)], (64, 64))
-    assert detector == [{"images": [[1, 3, 64, 64]] * 3}]  # fixed batch: one profile, batch 1
-    static = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((4, 3, 32, 32)), [BatchRange(1, 8, 32)], (32, 32))
+    fitted = PreprocessConfig.fit(800, 1333).shape_range()  # a detector: any fitted size up to 1333 x 1333
+    detector = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((1, 3, -1, -1)), [BatchRange(1, 8, 32)], fitted)
+    assert detector == [{"images": [[1, 3, 32, 32], [1, 3, 800, 1067], [1, 3, 1333, 1333]]}]  # fixed batch: one
+    static = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((4, 3, 32, 32)), [BatchRange(1, 8, 32)],
+                       ((32, 32),) * 3)
     assert static == [{"images": [[4, 3, 32, 32]] * 3}]
     with pytest.raises(EngineError, match="only the batch, height and width"):
-        _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((-1, -1, 32, 32)), [BatchRange(1, 1, 1)], (32, 32))
+        _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((-1, -1, 32, 32)), [BatchRange(1, 1, 1)], ((32, 32),) * 3)

@@ -1,5 +1,6 @@
 """Segmentation end to end on a tiny seg-lt: train, calibrate, export, evaluate, predict."""
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -105,9 +106,10 @@ def test_bad_image_among_good_ones_and_nothing_half_written(seg_runs, tmp_path):
     data, paths = seg_runs
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG not really")
+    shutil.copy(data / "images" / "val" / "00002.png", tmp_path / "00002.png")
     out_dir = tmp_path / "out"
-    res = ltdeploy_cli("predict", str(data / "images" / "val" / "00002.png"), str(bad), "--engine",
-                       str(paths["onnx"]), "--out", str(out_dir))
+    res = ltdeploy_cli("predict", str(tmp_path / "00002.png"), str(bad), "--engine", str(paths["onnx"]), "--out",
+                       str(out_dir))
     assert res.returncode == 1
     assert "broken.png" in res.stderr and "Traceback" not in res.stderr
     assert sorted(p.name for p in out_dir.iterdir()) == ["00002_labels.png", "00002_overlay.png"]

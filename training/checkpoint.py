@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ltdeploy.files import atomic_path, file_sha256
-from ltdeploy.metadata import ModelDescription
+from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA, ModelDescription
+from ltdeploy.preprocess import PreprocessConfig
 from training.modeling.classifier import LTClassifier
 from training.modeling.detector import LTDetector
 from training.modeling.segmenter import LTSegmenter
@@ -49,6 +50,7 @@ def read_checkpoint(path: str) -> Checkpoint:
         raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ltdeploy checkpoint (expected format {FORMAT!r})")
+    _upgrade_detector(payload)
     arch = payload["arch"]
     task = arch.get("task", "classification")
     if task == "segmentation":
@@ -63,6 +65,18 @@ def read_checkpoint(path: str) -> Checkpoint:
     model.eval()
     desc = ModelDescription.from_dict(payload["description"], source=path)
     return Checkpoint(model, desc, arch, payload.get("history", {}), path)
+
+
+def _upgrade_detector(payload: dict) -> None:
+    """Detectors saved before the preprocessing resized for them: torchvision resized inside the model
+    (long side to `image_size`, aspect kept), which is the 'fit' preprocessing at that size."""
+    arch, desc = payload["arch"], payload["description"]
+    if arch.get("task") != "detection" or "image_size" not in arch:
+        return
+    size = arch.pop("image_size")
+    if desc.get("schema") == LEGACY_SCHEMA:
+        payload["description"] = dict(desc, schema=SCHEMA, preprocess=PreprocessConfig.fit(size, size).to_dict(),
+                                      class_ids=list(range(1, len(desc["class_names"]) + 1)))
 
 
 def load_checkpoint(path: str) -> TwoStageModel:

@@ -1,24 +1,18 @@
 """LVIS / COCO JSON detection data: images with boxes, labels and masks, and the repeat-factor sampler."""
 from __future__ import annotations
 
-import json
 import math
 import os
 
-import cv2
 import numpy as np
 import torch
 from faster_coco_eval.core import mask as mask_utils
 from torch.utils.data import Dataset, Sampler
 
-def is_det_dataset(root: str) -> bool:
-    """True for the det-lt layout: annotations/train.json beside images/train/."""
-    return os.path.isfile(os.path.join(root, "annotations", "train.json"))
-
-
-def annotation_file(root: str, split: str) -> str:
-    """The JSON file of one split."""
-    return os.path.join(root, "annotations", f"{split}.json")
+from ltdeploy.errors import DatasetError, ImageError
+from ltdeploy.image_io import read_image
+from ltdeploy.preprocess import PreprocessConfig, preprocess_image
+from training.det_sources import DetSource
 
 
 def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
@@ -34,26 +28,45 @@ def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarra
 
 
 class LVISDataset(Dataset):
-    """One split of an LVIS / COCO JSON set. Labels are 1..K in category-id order (0 is background)."""
+    """One split of an LVIS / COCO JSON set. Labels are 1..K in category-id order (0 is background).
 
-    def __init__(self, root: str, split: str, masks: bool = False) -> None:
-        with open(annotation_file(root, split), encoding="utf-8") as f:
-            data = json.load(f)
-        self.root, self.split, self.masks = root, split, masks
+    Items are what the model trains on: the image through the model's own preprocessing (`preprocess`,
+    decoded by ltdeploy.image_io as the runtime decodes it) and the targets mapped onto it with the same
+    geometry; `orig_size` keeps the image's (H, W) for the way back.
+    """
+
+    def __init__(self, source: DetSource, split: str, preprocess: PreprocessConfig | None = None,
+                 masks: bool = False) -> None:
+        data = source.load(split)
+        self.data = data  # the split's JSON as read (the evaluator's ground truth)
+        self.source, self.split, self.masks, self.preprocess = source, split, masks, preprocess
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = {c["id"]: i + 1 for i, c in enumerate(self.categories)}
         self.images = sorted(data["images"], key=lambda im: im["id"])
         self.anns: dict[int, list[dict]] = {im["id"]: [] for im in self.images}
         for a in data["annotations"]:
             self.anns[a["image_id"]].append(a)
+        self.paths = [source.image_path(split, im) for im in self.images]
+        missing = [p for p in self.paths if not os.path.isfile(p)]
+        if missing:
+            raise DatasetError(f"{source.annotation_file(split)}: {len(missing)} of {len(self.paths)} images are not "
+                               f"where the JSON says, e.g. {missing[0]}")
 
     @property
     def class_names(self) -> list[str]:
         """Category names in label order."""
         return [c["name"] for c in self.categories]
 
+    @property
+    def class_ids(self) -> list[int]:
+        """The dataset's category ids in label order."""
+        return [c["id"] for c in self.categories]
+
     def image_counts(self) -> list[int]:
-        """Images per category in this split (what LVIS calls image_count for the train split)."""
+        """Images per category in this split: LVIS's `image_count` where every category has one (LVIS counts
+        it on the train split), else counted from the annotations."""
+        if self.split == "train" and all("image_count" in c for c in self.categories):
+            return [int(c["image_count"]) for c in self.categories]
         counts = np.zeros(len(self.categories), int)
         for anns in self.anns.values():
             for label in {self.label_of[a["category_id"]] for a in anns}:
@@ -77,30 +90,32 @@ class LVISDataset(Dataset):
 
     def image_paths(self) -> list[str]:
         """Image files in index order."""
-        return [os.path.join(self.root, "images", self.split, im["file_name"]) for im in self.images]
-
-    def read_image(self, index: int) -> np.ndarray:
-        """The RGB uint8 image."""
-        path = os.path.join(self.root, "images", self.split, self.images[index]["file_name"])
-        img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise OSError(f"cannot read {path}")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return list(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        """(3, H, W) float image in 0..1 and the torchvision target (boxes xyxy, labels, masks, image_id)."""
+        """(3, h, w) preprocessed image and the torchvision target on it (boxes xyxy, labels, masks, image_id,
+        orig_size)."""
+        if self.preprocess is None:
+            raise ValueError("LVISDataset needs the model's preprocessing to give images")
         info = self.images[index]
-        img = self.read_image(index)
+        try:
+            rgb = read_image(self.paths[index])
+        except ImageError as exc:
+            raise DatasetError(str(exc)) from None
+        h, w = rgb.shape[:2]
+        geo = self.preprocess.geometry(h, w)
         anns = [a for a in self.anns[info["id"]] if not a.get("iscrowd", 0)]
-        boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in anns)],
-                             dtype=torch.float32).reshape(-1, 4)
-        target = {"boxes": boxes, "image_id": info["id"],
+        xywh = np.asarray([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+        boxes = geo.boxes_to_model(np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1))
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # torchvision refuses empty boxes
+        anns = [a for a, k in zip(anns, keep) if k]
+        target = {"boxes": torch.from_numpy(boxes[keep]).float(), "image_id": info["id"], "orig_size": (h, w),
                   "labels": torch.tensor([self.label_of[a["category_id"]] for a in anns], dtype=torch.int64)}
         if self.masks:
-            h, w = img.shape[:2]
-            target["masks"] = torch.from_numpy(np.stack([decode_mask(a["segmentation"], h, w) for a in anns])
-                                               if anns else np.zeros((0, h, w), np.uint8))
-        return torch.from_numpy(img).permute(2, 0, 1).float().div(255), target
+            full = np.stack([decode_mask(a["segmentation"], h, w) for a in anns]) if anns else \
+                np.zeros((0, h, w), np.uint8)
+            target["masks"] = torch.from_numpy(geo.masks_to_model(full))
+        return torch.from_numpy(preprocess_image(rgb, self.preprocess)), target
 
 
 def hflip(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:

@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ltdeploy.detect import to_image
 from training.det_data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
 from training.modeling.detector import LTDetector
 
@@ -116,7 +117,8 @@ def _rle(mask: np.ndarray) -> dict:
 
 
 def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
-    """One image's detections (boxes xyxy, labels 1..K, scores, optional masks N,1,H,W) in COCO results format."""
+    """One image's detections in image pixels (boxes xyxy, labels 1..K, scores, optional binary masks N,H,W)
+    in COCO results format, with the dataset's category ids."""
     boxes = np.asarray(output["boxes"], np.float64)
     labels, scores = np.asarray(output["labels"]), np.asarray(output["scores"])
     masks = output.get("masks")
@@ -127,22 +129,24 @@ def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> lis
                "bbox": [round(float(x0), 3), round(float(y0), 3), round(float(x1 - x0), 3), round(float(y1 - y0), 3)],
                "score": round(float(scores[i]), 6)}
         if masks is not None:
-            det["segmentation"] = _rle(np.asarray(masks[i]).reshape(masks.shape[-2:]) >= 0.5)
+            det["segmentation"] = _rle(masks[i])
         results.append(det)
     return results
 
 
 @torch.no_grad()
 def detect(model: LTDetector, dataset: LVISDataset, batch_size: int = 8, desc: str = "detect") -> list[dict]:
-    """COCO-results detections of a whole split, model in eval mode."""
+    """COCO-results detections of a whole split in the images' pixels (mapped back with the preprocessing's
+    geometry, as `ltdeploy predict` does), model in eval mode."""
     model.eval()
-    ids = [c["id"] for c in dataset.categories]
     results = []
     for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
         outputs = model([img for img, _ in items])
         for (_, target), out in zip(items, outputs):
-            results += to_coco_results({k: v.numpy() for k, v in out.items()}, target["image_id"], ids)
+            geo = dataset.preprocess.geometry(*target["orig_size"])
+            dets = to_image({k: v.numpy() for k, v in out.items()}, geo)
+            results += to_coco_results(dets, target["image_id"], dataset.class_ids)
     return results
 
 

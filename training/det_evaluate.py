@@ -7,34 +7,50 @@ from __future__ import annotations
 
 import os
 
-from training.det_data import LVISDataset, annotation_file
-from training.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, pairwise_bias
+from ltdeploy.metadata import ModelDescription
+from training.det_data import LVISDataset
+from training.det_sources import DetSource, resolve_det_source
+from training.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, lvis_ground_truth, pairwise_bias
 
 DET_HEADER = "model                          AP   AP50   AP75    APr    APc    APf    PwB"
 
 
 def onnx_detections(path: str, dataset: LVISDataset) -> list[dict]:
-    """COCO-results detections of an ONNX detector through ltdeploy's Predictor."""
+    """COCO-results detections of an ONNX detector through ltdeploy's Predictor (the dataset's category ids,
+    which the model's description carries)."""
     from ltdeploy.predictor import Predictor
 
     predictor = Predictor(path, score_threshold=SCORE_THRESHOLD, max_detections=MAX_DETS)
-    ids = [c["id"] for c in dataset.categories]
     results = []
     for info, res in zip(dataset.images, predictor.predict(dataset.image_paths())):
         if not hasattr(res, "objects"):
             raise ValueError(f"{res.path}: {getattr(res, 'error', 'not a detection result')}")
-        for det, obj in zip(res.to_coco(info["id"]), res.objects):
-            results.append(dict(det, category_id=ids[obj.index]))
+        results += res.to_coco(info["id"])
     return results
 
 
-def evaluate_detection(model_path: str, data_dir: str, split: str = "val") -> dict:
-    """Box (and mask) AP, AP50, AP75, APr, APc, APf; PwB for checkpoints (it needs the RoI head)."""
-    dataset = LVISDataset(data_dir, split)
-    gt = annotation_file(data_dir, split)
+def ground_truth(dataset: LVISDataset, desc: ModelDescription):
+    """The split's ground truth for LVIS-mode AP (frequencies from the model's training image counts)."""
+    check_categories(dataset, desc)
+    return lvis_ground_truth(dataset.data, dict(zip(desc.class_ids, desc.class_counts)))
+
+
+def check_categories(dataset: LVISDataset, desc: ModelDescription) -> None:
+    """The split must hold the model's categories, with the same ids."""
+    if dataset.class_ids != list(desc.class_ids):
+        raise ValueError(f"{dataset.source.annotation_file(dataset.split)}: its {len(dataset.class_ids)} category "
+                         f"ids differ from the model's {desc.num_classes}")
+
+
+def evaluate_detection(model_path: str, source: DetSource | str, split: str = "val") -> dict:
+    """Box (and mask) AP, AP50, AP75, APr, APc, APf; PwB for checkpoints (it needs the RoI head). `source`:
+    a DetSource or a dataset folder."""
+    source = source if isinstance(source, DetSource) else resolve_det_source(source)
     if model_path.endswith(".onnx"):
         from ltdeploy.backends import load_backend
         desc = load_backend(model_path).description
+        dataset = LVISDataset(source, split, desc.preprocess)
+        gt = ground_truth(dataset, desc)
         dets, pwb, masks = onnx_detections(model_path, dataset), None, "masks" in desc.output_names
         out = {"box": lvis_ap(gt, dets, "bbox"), "pwb": pwb, "detections": len(dets), "images": len(dataset)}
         if masks:
@@ -42,15 +58,15 @@ def evaluate_detection(model_path: str, data_dir: str, split: str = "val") -> di
         return dict(out, description=desc)
     from training.checkpoint import read_checkpoint
     ck = read_checkpoint(model_path)
-    return dict(score_detector(ck.model, data_dir, split), description=ck.description)
+    return dict(score_detector(ck.model, ck.description, source, split), description=ck.description)
 
 
-def score_detector(model, data_dir: str, split: str = "val") -> dict:
+def score_detector(model, desc: ModelDescription, source: DetSource, split: str = "val") -> dict:
     """The same scores for a PyTorch LTDetector in memory (training reports with this)."""
     from training.det_engine import detect, gt_box_confusion
 
-    dataset = LVISDataset(data_dir, split)
-    gt = annotation_file(data_dir, split)
+    dataset = LVISDataset(source, split, desc.preprocess, masks=False)
+    gt = ground_truth(dataset, desc)
     dets = detect(model, dataset, desc=split)
     out = {"box": lvis_ap(gt, dets, "bbox"), "pwb": round(pairwise_bias(gt_box_confusion(model, dataset)), 4),
            "detections": len(dets), "images": len(dataset)}

@@ -32,7 +32,7 @@ from ltdeploy.errors import LtDeployError
 from training.data_lists import read_split
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
-from training.det_data import is_det_dataset
+from training.det_sources import is_det_dataset
 from training.seg_data import is_seg_dataset
 
 
@@ -156,10 +156,12 @@ def main_segmentation(args: argparse.Namespace) -> int:
 def main_detection(args: argparse.Namespace) -> int:
     """Evaluate a detector (and --compare) and print the LVIS AP table."""
     from training.det_evaluate import evaluate_detection, print_det_table
+    from training.det_sources import resolve_det_source
 
     split = args.split or "val"
     try:
-        runs = [(p, evaluate_detection(p, args.data, split)) for p in ([args.compare] if args.compare else [])
+        source = resolve_det_source(args.data, None, args.val_ann, args.images)
+        runs = [(p, evaluate_detection(p, source, split)) for p in ([args.compare] if args.compare else [])
                 + [args.model]]
     except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -179,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     """Evaluate and print the long-tail table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="checkpoint (.pt) or exported model (.onnx)")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", default=None, help="dataset folder (the layout is found from it)")
+    p.add_argument("--val-ann", default=None, help="detection: a val JSON (LVIS / COCO) instead of --data")
+    p.add_argument("--images", default=None, help="detection: with --val-ann, the folder holding val2017/ (and train2017/)")
     p.add_argument("--split", default=None, help="default: test (segmentation, detection: val)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--json", default=None, help="write the full result (per-class included) here")
@@ -187,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plots", default=None, help="write per-class / confusion / sigma(x) plots to this folder")
     p.add_argument("--compare", default=None, help="a second model (e.g. stage 1) to draw beside this one")
     args = p.parse_args(argv)
-    if is_det_dataset(args.data):
+    if not args.data and not args.val_ann:
+        p.error("give --data DIR (or, for detection, --val-ann with --images)")
+    if args.val_ann or is_det_dataset(args.data):
         return main_detection(args)
     if is_seg_dataset(args.data):
         return main_segmentation(args)

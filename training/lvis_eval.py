@@ -7,6 +7,8 @@ import logging
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
+from training.det_sources import lvis_frequency
+
 AP_KEYS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 _FROM = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APr": "APr", "APc": "APc", "APf": "APf"}
 MAX_DETS = 300
@@ -28,6 +30,25 @@ def lvis_ap(gt: COCO | str, detections: list[dict], iou_type: str = "bbox") -> d
     ev.summarize()
     stats = ev.stats_as_dict
     return {k: round(100 * float(stats[_FROM[k]]), 2) if stats[_FROM[k]] >= 0 else -1.0 for k in AP_KEYS}
+
+
+def lvis_ground_truth(data: dict, train_image_counts: dict[int, int]) -> COCO:
+    """The evaluator's ground truth from a split's JSON. LVIS files carry what LVIS mode reads; a COCO
+    file gets each category's `frequency` from its training image count (category id → count) and, being
+    labelled exhaustively, `neg_category_ids` = the categories absent from each image."""
+    data = dict(data)
+    data["categories"] = [c if "frequency" in c else dict(c, frequency=lvis_frequency(train_image_counts.get(c["id"], 0)))
+                          for c in data["categories"]]
+    if any("neg_category_ids" not in im for im in data["images"]):
+        present: dict[int, set[int]] = {im["id"]: set() for im in data["images"]}
+        for a in data["annotations"]:
+            present[a["image_id"]].add(a["category_id"])
+        ids = [c["id"] for c in data["categories"]]
+        data["images"] = [im if "neg_category_ids" in im else
+                          dict(im, neg_category_ids=[c for c in ids if c not in present[im["id"]]],
+                               not_exhaustive_category_ids=im.get("not_exhaustive_category_ids", []))
+                          for im in data["images"]]
+    return COCO(data)
 
 
 def pairwise_bias(confusion: np.ndarray) -> float:

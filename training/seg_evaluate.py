@@ -14,7 +14,7 @@ from tqdm import tqdm
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import preprocess_image
-from ltdeploy.segment import label_maps, resize_labels
+from ltdeploy.segment import label_maps
 from training.seg_data import SegSplit, read_label_map, read_seg_split
 from training.seg_metrics import ConfusionAccumulator, segmentation_scores
 
@@ -56,8 +56,8 @@ def seg_confusion(run: LabelFn, split: SegSplit, desc: ModelDescription, batch_s
             pairs = list(pool.map(load, range(start, min(start + batch_size, len(split.images)))))
             pred = run(np.stack([x for x, _ in pairs]))
             for p, (_, lab) in zip(pred, pairs):
-                acc.update(resize_labels(p.astype(np.uint8 if desc.num_classes <= 256 else np.uint16), lab.shape),
-                           lab)
+                labels = p.astype(np.uint8 if desc.num_classes <= 256 else np.uint16)
+                acc.update(desc.preprocess.geometry(*lab.shape).labels_to_image(labels), lab)
     return acc.matrix
 
 

@@ -2,7 +2,8 @@
 
 Category r (by rank, Latin-square shape-colour names as in seg-lt) is placed in
 n_r = n_max * n_max^(-r / (K - 1)) training images (n_max 250), so the recorded image counts span LVIS's
-rare (1-10 images), common (11-100) and frequent (> 100) groups. Objects do not overlap, so every mask is
+rare (1-10 images), common (11-100) and frequent (> 100) groups. Images come in four shapes with the long
+side at `size`: square, landscape 4:3, portrait 3:4 and wide 2:1, in turn. Objects do not overlap, so every mask is
 whole. Masks are polygons, except rings (which have a hole): compressed RLE, as LVIS and COCO allow.
 Every category is labelled exhaustively, so each image's `neg_category_ids` lists all the categories it
 lacks and `not_exhaustive_category_ids` is empty. The val split draws categories uniformly, so rare
@@ -19,12 +20,18 @@ from faster_coco_eval.core import mask as mask_utils
 from tqdm import tqdm
 
 from training.det_data import decode_mask
+from training.det_sources import lvis_frequency
 from training.synthetic_data import COLOURS, _shape_mask
 from training.synthetic_seg import latin_objects
 
-def frequency_group(image_count: int) -> str:
-    """LVIS frequency label from a category's number of training images."""
-    return "r" if image_count <= 10 else "c" if image_count <= 100 else "f"
+# (height, width) as fractions of the long side, used in turn
+ASPECTS = ((1.0, 1.0), (0.75, 1.0), (1.0, 0.75), (0.5, 1.0))
+
+
+def image_shape(index: int, size: int) -> tuple[int, int]:
+    """The (height, width) of image `index`: the shapes of ASPECTS in turn, long side `size`."""
+    fh, fw = ASPECTS[index % len(ASPECTS)]
+    return round(size * fh), round(size * fw)
 
 
 def image_counts(num_classes: int, n_max: int) -> np.ndarray:
@@ -33,10 +40,10 @@ def image_counts(num_classes: int, n_max: int) -> np.ndarray:
     return np.maximum(1, np.round(n_max * float(n_max) ** -r)).astype(int)
 
 
-def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+def _background(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     top, bottom = rng.uniform(60, 200, (2, 3))
-    ramp = np.linspace(0, 1, size, dtype=np.float32)[:, None, None]
-    img = top * (1 - ramp) + bottom * ramp + np.zeros((size, size, 3), np.float32)
+    ramp = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    img = top * (1 - ramp) + bottom * ramp + np.zeros((h, w, 3), np.float32)
     return img + rng.normal(0, 10, img.shape).astype(np.float32)
 
 
@@ -50,25 +57,27 @@ def _segmentation(mask: np.ndarray, shape: str) -> list | dict:
     return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
 
 
-def _place(size: int, obj: int, taken: list[tuple[int, int, int, int]],
+def _place(h: int, w: int, obj: int, taken: list[tuple[int, int, int, int]],
            rng: np.random.Generator) -> tuple[int, int] | None:
     """A top-left corner whose box (with a 2-px margin) overlaps no placed box, or None."""
     for _ in range(30):
-        x, y = (int(v) for v in rng.integers(0, size - obj + 1, 2))
+        x, y = int(rng.integers(0, w - obj + 1)), int(rng.integers(0, h - obj + 1))
         if all(x + obj + 2 <= a or a + c + 2 <= x or y + obj + 2 <= b or b + d + 2 <= y for a, b, c, d in taken):
             return x, y
     return None
 
 
-def render_scene(size: int, cats: list[int], names: list[str], rng: np.random.Generator,
+def render_scene(shape_hw: tuple[int, int], cats: list[int], names: list[str], rng: np.random.Generator,
                  min_obj: int, max_obj: int) -> tuple[np.ndarray, list[dict]]:
-    """One RGB uint8 scene and its instances (category index, bbox xywh, area, segmentation)."""
-    img = _background(size, rng)
+    """One RGB uint8 scene of (height, width) and its instances (category index, bbox xywh, area, segmentation)."""
+    h, w = shape_hw
+    img = _background(h, w, rng)
     taken, instances = [], []
+    top = min(max_obj, min(h, w) - 4)
     for c in cats:
         shape, colour = names[c].split("-")
-        obj = int(rng.integers(min_obj, max_obj + 1))
-        corner = _place(size, obj, taken, rng)
+        obj = int(rng.integers(min(min_obj, top), top + 1))
+        corner = _place(h, w, obj, taken, rng)
         if corner is None:
             continue
         x, y = corner
@@ -78,14 +87,14 @@ def render_scene(size: int, cats: list[int], names: list[str], rng: np.random.Ge
                           cv2.COLOR_HSV2RGB).astype(np.float32)[0, 0]
         region = img[y:y + obj, x:x + obj]
         img[y:y + obj, x:x + obj] = soft[..., None] * fg + (1 - soft[..., None]) * region
-        mask = np.zeros((size, size), np.uint8)
+        mask = np.zeros((h, w), np.uint8)
         mask[y:y + obj, x:x + obj] = soft >= 0.5
         segmentation = _segmentation(mask, shape)
         if not segmentation:
             continue
         # box and area from the mask as the annotation encodes it (a polygon through the boundary pixels'
         # centres covers a little less than the pixel mask), so that ground truth is self-consistent
-        ys, xs = np.nonzero(decode_mask(segmentation, size, size))
+        ys, xs = np.nonzero(decode_mask(segmentation, h, w))
         if len(xs) < 4:
             continue
         taken.append((x, y, obj, obj))
@@ -121,12 +130,13 @@ def make_det_lt(root: str, num_classes: int = 50, n_train: int = 600, n_val: int
             os.makedirs(os.path.join(root, "images", split), exist_ok=True)
             images, annotations = [], []
             for i, cats in enumerate(_split_plan(split, n, counts, rng)):
-                img, instances = render_scene(size, cats, names, rng, min_obj, max_obj)
+                h, w = image_shape(i, size)
+                img, instances = render_scene((h, w), cats, names, rng, min_obj, max_obj)
                 name = f"{i:06d}.png"
                 if not cv2.imwrite(os.path.join(root, "images", split, name), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):
                     raise OSError(f"could not write images/{split}/{name}")
                 present = {inst["category"] + 1 for inst in instances}
-                images.append({"id": i + 1, "file_name": name, "height": size, "width": size,
+                images.append({"id": i + 1, "file_name": name, "height": h, "width": w,
                                "neg_category_ids": [c for c in range(1, num_classes + 1) if c not in present],
                                "not_exhaustive_category_ids": []})
                 for inst in instances:
@@ -142,7 +152,7 @@ def make_det_lt(root: str, num_classes: int = 50, n_train: int = 600, n_val: int
         img_count[c[1] - 1] += 1
     for a in train_anns:
         inst_count[a["category_id"] - 1] += 1
-    categories = [{"id": c + 1, "name": names[c], "synset": names[c], "frequency": frequency_group(int(img_count[c])),
+    categories = [{"id": c + 1, "name": names[c], "synset": names[c], "frequency": lvis_frequency(int(img_count[c])),
                    "image_count": int(img_count[c]), "instance_count": int(inst_count[c])}
                   for c in range(num_classes)]
     for split, (images, annotations) in records.items():

@@ -36,6 +36,7 @@ import time
 import torch
 
 import ltdeploy
+from ltdeploy.errors import LtDeployError
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
@@ -48,7 +49,7 @@ from training.modeling.classifier import LTClassifier
 from training.modeling.heads import HEADS
 from training.modeling.detector import DET_BODIES
 from training.modeling.seg_bodies import SEG_BODIES
-from training.det_data import is_det_dataset
+from training.det_sources import is_det_dataset
 from training.seg_data import is_seg_dataset
 from training.stage2_data import Stage2Data
 from training.stage2_methods import METHODS, TRAINED, build_calibrator
@@ -79,7 +80,7 @@ def preprocess_for(args: argparse.Namespace) -> PreprocessConfig:
 
 def provenance(args: argparse.Namespace, stage: str, **extra) -> dict:
     """Where a model came from: tools, versions, data, time."""
-    return {"stage": stage, "dataset": os.path.abspath(args.data), "seed": args.seed,
+    return {"stage": stage, "dataset": os.path.abspath(args.data) if args.data else None, "seed": args.seed,
             "ltdeploy": ltdeploy.__version__, "torch": str(torch.__version__),
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra}
 
@@ -167,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--data", required=True, help="folder with train/val(/test) lists (ImageNet-LT format)")
+    common.add_argument("--data", default=None,
+                        help="dataset folder: ImageNet-LT lists, ADE20K (ADEChallengeData2016) or seg-lt, LVIS v1, "
+                             "COCO, det-lt (the layout is found from the folder)")
+    common.add_argument("--train-ann", default=None, help="detection: the train JSON (LVIS / COCO), instead of --data")
+    common.add_argument("--val-ann", default=None, help="detection: the val JSON")
+    common.add_argument("--images", default=None, help="detection: the folder holding train2017/ and val2017/")
     common.add_argument("--out", required=True, help="checkpoint to write")
     common.add_argument("--batch-size", type=int, default=None, help="default 64 (detection 8)")
     common.add_argument("--lr", type=float, default=None, help="default 0.1 (detection 0.01)")
@@ -192,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
     s1.add_argument("--many", type=int, default=None, help="many-shot: more than this many train images")
     s1.add_argument("--few", type=int, default=None, help="few-shot: fewer than this many train images")
     det = s1.add_argument_group("detection")
+    det.add_argument("--min-size", type=int, default=None,
+                     help="short side (default per body: lite0_fpn 128, mobilenet_v3_fpn 320, resnet50_fpn 800)")
+    det.add_argument("--max-size", type=int, default=None,
+                     help="long side at most (default per body: 128, 640, 1333); --input-size S sets both to S")
     det.add_argument("--masks", action="store_true", help="Mask R-CNN (instance segmentation)")
     det.add_argument("--pcb", action="store_true", help="PCB: iterative head (3 passes) and confusion soft targets")
     det.add_argument("--passes", type=int, default=None, help="box-head passes (default 3 with --pcb, else 1)")
@@ -218,12 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.data and not (args.train_ann or args.val_ann):
+        parser.error("give --data DIR (or, for detection, --train-ann / --val-ann with --images)")
     # the cores this process may use (taskset, cgroups); macOS and Windows have no affinity call
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(cores)
-    task = ("detection" if is_det_dataset(args.data) else "segmentation" if is_seg_dataset(args.data)
-            else "classification")
+    task = ("detection" if args.train_ann or args.val_ann or is_det_dataset(args.data) else
+            "segmentation" if is_seg_dataset(args.data) else "classification")
     if args.stage == "stage1":
         if (args.many is None) != (args.few is None):
             print("error: give both --many and --few, or neither", file=sys.stderr)
@@ -241,12 +254,23 @@ def main(argv: list[str] | None = None) -> int:
     args.epochs = args.epochs or (epochs1 if args.stage == "stage1" else epochs2)
     if args.stage == "stage2" and args.rho is None:
         args.rho = DEFAULT_RHO[task]
+    try:
+        return _dispatch(args, task)
+    except LtDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace, task: str) -> int:
     if task == "detection":
+        from training.det_sources import resolve_det_source
         from training.train_det import run_det_stage1, run_det_stage2
+        source = resolve_det_source(args.data, args.train_ann, args.val_ann, args.images)
         if args.stage == "stage1":
             args.passes = args.passes or (3 if args.pcb else 1)
             args.pcb_start = (2 * args.epochs) // 3 if args.pcb_start is None else args.pcb_start
-        return run_det_stage1(args, provenance) if args.stage == "stage1" else run_det_stage2(args, provenance)
+            return run_det_stage1(args, source, provenance)
+        return run_det_stage2(args, source, provenance)
     if task == "segmentation":
         from training.train_seg import run_seg_stage1, run_seg_stage2
         return run_seg_stage1(args, provenance) if args.stage == "stage1" else run_seg_stage2(args, provenance)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -14,32 +15,40 @@ from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
 from training.det_data import LVISDataset
 from training.det_engine import init_distributed, train_detector
-from training.det_evaluate import print_det_table, score_detector
+from training.det_evaluate import check_categories, print_det_table, score_detector
+from training.det_sources import DetSource
 from training.grw_loss import grw_weights
-from training.modeling.detector import LTDetector
+from training.modeling.detector import DET_SIZES, LTDetector
 from training.stage2_methods import DET_METHODS, build_calibrator
 
 LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10)
 
 
-def det_preprocess(size: int) -> PreprocessConfig:
-    """What the exported graph takes: RGB in 0..1 at `size` (the graph normalises and resizes itself)."""
-    return PreprocessConfig(input_size=(size, size), resize_short=0, interpolation="bilinear",
-                            mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+def det_preprocess(args: argparse.Namespace) -> PreprocessConfig:
+    """The body's default resize (short side, long side at most; aspect kept) with any command-line sizes.
+    The graph takes RGB in 0..1 and normalises itself."""
+    short, long = DET_SIZES[args.backbone]
+    if args.input_size:  # one number: fit inside a square of that side
+        short = long = args.input_size
+    short = args.min_size or short
+    long = max(short, args.max_size or long)
+    return PreprocessConfig.fit(short, long, interpolation=args.interpolation or "bilinear")
 
 
-def evaluate_detector(model: LTDetector, data: str, split: str = "val", name: str = "model") -> dict:
+def evaluate_detector(model: LTDetector, desc: ModelDescription, source: DetSource, split: str = "val",
+                      name: str = "model") -> dict:
     """Box (and mask) LVIS AP and PwB of a PyTorch detector on a split; prints the table."""
-    scores = score_detector(model, data, split)
+    scores = score_detector(model, desc, source, split)
     print_det_table([(name, scores)])
     return scores
 
 
-def _describe(train: LVISDataset, calibration: dict, prov: dict, masks: bool, size: int) -> ModelDescription:
+def _describe(train: LVISDataset, calibration: dict, prov: dict, masks: bool,
+              preprocess: PreprocessConfig) -> ModelDescription:
     outputs = ["boxes", "labels", "scores"] + (["masks"] if masks else [])
     return ModelDescription(task="detection", class_names=train.class_names, class_counts=train.image_counts(),
-                            group_thresholds=LVIS_THRESHOLDS, preprocess=det_preprocess(size), input_name="images",
-                            output_names=outputs, calibration=calibration, provenance=prov)
+                            group_thresholds=LVIS_THRESHOLDS, preprocess=preprocess, input_name="images",
+                            output_names=outputs, calibration=calibration, provenance=prov, class_ids=train.class_ids)
 
 
 def _finish(world: int) -> None:
@@ -48,26 +57,29 @@ def _finish(world: int) -> None:
         dist.destroy_process_group()
 
 
-def run_det_stage1(args: argparse.Namespace, provenance) -> int:
+def run_det_stage1(args: argparse.Namespace, source: DetSource, provenance) -> int:
     """Train a detector (optionally with PCB) and save a stage-1 checkpoint (rank 0 under torchrun)."""
     rank, world = init_distributed()
     torch.manual_seed(args.seed)
-    train = LVISDataset(args.data, "train", masks=args.masks)
-    size = args.input_size or 128
+    cfg = det_preprocess(args)
+    train = LVISDataset(source, "train", cfg, masks=args.masks)
     model = LTDetector(body=args.backbone, num_classes=len(train.categories), masks=args.masks, head=args.head,
-                       passes=args.passes, pcb=args.pcb, image_size=size, pretrained=args.pretrained)
+                       passes=args.passes, pcb=args.pcb, pretrained=args.pretrained)
+    prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb,
+                      passes=args.passes, rfs=args.rfs, epochs=args.epochs, world_size=world,
+                      dataset_files=source.to_dict())
+    desc = _describe(train, {"method": "none"}, prov, args.masks, cfg)
     if rank == 0:
-        groups = [c.get("frequency", "?") for c in train.categories]
+        groups = desc.groups
         print(f"stage 1: {args.backbone} {'Mask' if args.masks else 'Faster'} R-CNN, {len(train.categories)} "
-              f"categories (r {groups.count('r')} / c {groups.count('c')} / f {groups.count('f')}), "
-              f"{len(train)} images, {args.passes} pass(es), PCB {'on from epoch ' + str(args.pcb_start + 1) if args.pcb else 'off'}, "
-              f"RFS t={args.rfs}, {world} process(es)")
+              f"categories (rare {groups.count('rare')} / common {groups.count('common')} / frequent "
+              f"{groups.count('frequent')}), {len(train)} images ({source.layout} layout), short side "
+              f"{cfg.resize_short} / long side <= {cfg.max_size}, {args.passes} pass(es), PCB "
+              f"{'on from epoch ' + str(args.pcb_start + 1) if args.pcb else 'off'}, RFS t={args.rfs}, "
+              f"{world} process(es)")
     history = train_detector(model, train, args)
     if rank == 0:
-        history["val"] = evaluate_detector(model, args.data, name="stage 1")
-        prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb, passes=args.passes, rfs=args.rfs,
-                          epochs=args.epochs, world_size=world)
-        desc = _describe(train, {"method": "none"}, prov, args.masks, size)
+        history["val"] = evaluate_detector(model, desc, source, name="stage 1")
         sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})
         print(f"wrote {args.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
         if args.loss_log:
@@ -77,7 +89,7 @@ def run_det_stage1(args: argparse.Namespace, provenance) -> int:
     return 0
 
 
-def run_det_stage2(args: argparse.Namespace, provenance) -> int:
+def run_det_stage2(args: argparse.Namespace, source: DetSource, provenance) -> int:
     """Freeze a stage-1 detector; fit DisAlign on its foreground logits with instance-count G-RW."""
     torch.manual_seed(args.seed)
     if args.method not in DET_METHODS:
@@ -88,7 +100,8 @@ def run_det_stage2(args: argparse.Namespace, provenance) -> int:
     if model.calibrator is not None:
         print(f"error: {args.checkpoint} is already calibrated; give a stage-1 checkpoint", file=sys.stderr)
         return 2
-    train = LVISDataset(args.data, "train", masks=ck.arch.get("masks", False))
+    train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False))
+    check_categories(train, desc)
     counts = train.instance_counts()
     model.calibrator = build_calibrator(args.method, model.feat_dim, len(counts), "detection")
     model.freeze_stage1()
@@ -98,13 +111,11 @@ def run_det_stage2(args: argparse.Namespace, provenance) -> int:
           f"(weights {float(weight[1:].min()):.3f}..{float(weight[1:].max()):.3f}), {args.epochs} epochs, lr {args.lr}")
     history = train_detector(model, train, args, stage="stage 2", loss_keys=("loss_classifier",))
     model.net.roi_heads.class_weight = None
-    history["val"] = evaluate_detector(model, args.data, name="DisAlign")
+    history["val"] = evaluate_detector(model, desc, source, name="DisAlign")
     calibration = {"method": args.method, "rho": args.rho, "counts": "instances", "background": "untouched"}
-    new_desc = ModelDescription(task=desc.task, class_names=desc.class_names, class_counts=desc.class_counts,
-                                group_thresholds=desc.group_thresholds, preprocess=desc.preprocess,
-                                input_name=desc.input_name, output_names=desc.output_names, calibration=calibration,
-                                provenance=provenance(args, "stage2", stage1=desc.provenance,
-                                                      stage1_sha256=file_sha256(args.checkpoint)))
+    new_desc = dataclasses.replace(desc, calibration=calibration, provenance=provenance(
+        args, "stage2", stage1=desc.provenance, stage1_sha256=file_sha256(args.checkpoint),
+        dataset_files=source.to_dict()))
     sha = save_checkpoint(args.out, model, new_desc, {"stage2": history, "stage1": ck.history, "args": vars(args)})
     print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {history['seconds']} s")
     return 0

@@ -10,6 +10,7 @@ from torchvision.models.detection import FasterRCNN, MaskRCNN
 from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
@@ -19,6 +20,20 @@ from training.modeling.two_stage import TwoStageModel
 DET_BODIES = ("lite0_fpn", "mobilenet_v3_fpn", "resnet50_fpn")
 DETECTIONS_PER_IMAGE = 300  # LVIS evaluation
 SCORE_THRESHOLD = 1e-4
+# Each body's default resize (short side, long side at most): torchvision's for ResNet-50-FPN (800 / 1333)
+# and for its 320-px MobileNetV3 detector; Lite0-FPN keeps det-lt's 128-px images as they are.
+DET_SIZES = {"lite0_fpn": (128, 128), "mobilenet_v3_fpn": (320, 640), "resnet50_fpn": (800, 1333)}
+
+
+class PreResized(GeneralizedRCNNTransform):
+    """torchvision's detector transform without its resize: images arrive already resized by the model's
+    preprocessing description (ltdeploy.preprocess, resize 'fit'), which also maps the detections back to the
+    image, so training, evaluation and the exported graph all see the runtime's own pixels. It still
+    normalises, and pads each batch to a multiple of 32."""
+
+    def resize(self, image: torch.Tensor, target: dict | None = None) -> tuple[torch.Tensor, dict | None]:
+        """No-op: see the class docstring."""
+        return image, target
 
 
 class Lite0FPN(nn.Module):
@@ -60,9 +75,9 @@ def _backbone(body: str, pretrained: bool = False) -> nn.Module:
 
 
 def build_detector(body: str, num_classes: int, masks: bool = False, head: str = "linear", passes: int = 1,
-                   pcb: bool = False, image_size: int = 128, rois_per_image: int = 128,
-                   representation: int = 256, pretrained: bool = False) -> nn.Module:
-    """A detector for `num_classes` foreground classes (labels 1..K), images resized to `image_size`.
+                   pcb: bool = False, rois_per_image: int = 128, representation: int = 256,
+                   pretrained: bool = False) -> nn.Module:
+    """A detector for `num_classes` foreground classes (labels 1..K) on images already resized (PreResized).
 
     All RPN candidates reach per-class NMS: torchvision keeps every (box, class) score above 1e-4 before
     NMS, so rare classes are never cut by a pre-NMS cap; 300 detections per image are kept after it.
@@ -78,7 +93,7 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
     resolution = 7
     branch = RoIBoxBranch(backbone.out_channels, resolution, num_classes + 1, representation, head, passes)
     norm = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3) if body == "lite0_fpn" else {}  # as Lite0 was trained
-    common = dict(min_size=image_size, max_size=image_size, rpn_anchor_generator=anchors, **norm,
+    common = dict(rpn_anchor_generator=anchors, **norm,
                   box_roi_pool=MultiScaleRoIAlign(pooled, resolution, 2),
                   box_head=nn.Identity(), box_predictor=branch, box_batch_size_per_image=rois_per_image,
                   box_detections_per_img=DETECTIONS_PER_IMAGE, box_score_thresh=SCORE_THRESHOLD)
@@ -88,6 +103,7 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
     else:
         model = FasterRCNN(backbone, num_classes=None, **common)
     LTRoIHeads.adopt(model.roi_heads, num_classes + 1, pcb)
+    model.transform = PreResized(1, 1, model.transform.image_mean, model.transform.image_std)
     return model
 
 
