@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import warnings
 
@@ -93,11 +94,8 @@ def export_description(description: ModelDescription, fold: str, checkpoint_sha2
         "checkpoint_sha256": checkpoint_sha256, "opset": OPSET, "torch": str(torch.__version__),
         "onnx": onnx.__version__, "ltdeploy": ltdeploy.__version__,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
-    return ModelDescription(task=description.task, class_names=description.class_names,
-                            class_counts=description.class_counts, group_thresholds=description.group_thresholds,
-                            preprocess=description.preprocess, input_name=description.input_name,
-                            output_names=output_names or description.output_names, calibration=calibration,
-                            provenance=prov)
+    return dataclasses.replace(description, output_names=output_names or description.output_names,
+                               calibration=calibration, provenance=prov)
 
 
 def op_counts(path: str) -> dict[str, int]:

@@ -7,6 +7,9 @@ import sys
 import click
 
 from ltdeploy.errors import LtDeployError
+from ltdeploy.image_header import DEFAULT_MAX_PIXELS
+
+PROGRESS_FROM = 32  # images; fewer are done before a bar would say anything
 
 DEVICES = click.Choice(["auto", "cpu", "cuda", "tensorrt"])
 DEVICE_HELP = ("auto: .onnx on the CPU, plans on GPU 0; cpu / cuda / tensorrt: ONNX Runtime's CPU, CUDA or "
@@ -16,6 +19,34 @@ DEVICE_HELP = ("auto: .onnx on the CPU, plans on GPU 0; cpu / cuda / tensorrt: O
 def _fail(exc: LtDeployError) -> None:
     click.echo(f"error: {exc}", err=True)
     sys.exit(2)
+
+
+class _Progress:
+    """A progress bar on stderr (drawn by click where stderr is a terminal) for runs of PROGRESS_FROM images or
+    more; `echo` puts a message on a line of its own."""
+
+    def __init__(self, total: int) -> None:
+        self.bar = click.progressbar(length=total, label="predict", file=sys.stderr, show_pos=True,
+                                     show_eta=True) if total >= PROGRESS_FROM else None
+
+    def __enter__(self) -> "_Progress":
+        if self.bar is not None:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def update(self, n: int) -> None:
+        """Advance by n images."""
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def echo(self, message: str) -> None:
+        """A line on stderr (after a line break where the bar is drawn)."""
+        drawn = self.bar is not None and not self.bar.is_hidden
+        click.echo(("\n" if drawn else "") + message, err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,7 +63,8 @@ def cli() -> None:
 @click.option("--batch-size", "-b", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
 @click.option("--out", "-o", "out_dir", default="predictions", show_default=True,
-              help="Segmentation: NAME_overlay.png and NAME_labels.png; detection: NAME_det.png (image size).")
+              help="Segmentation: NAME_overlay.png and NAME_labels.png; detection: NAME_det.png (image size). The "
+                   "inputs' folders are mirrored below their common folder, so same-named inputs never collide.")
 @click.option("--no-save", is_flag=True, help="Segmentation / detection: print the summary only, write no images.")
 @click.option("--score-threshold", default=0.25, show_default=True, type=click.FloatRange(0, 1),
               help="Detection: keep detections scoring at least this.")
@@ -40,9 +72,13 @@ def cli() -> None:
               help="Detection: at most this many per image, best first.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document instead of lines (detection: COCO results format per image).")
+@click.option("--max-pixels", default=DEFAULT_MAX_PIXELS, show_default=True, type=click.IntRange(0),
+              envvar="LTDEPLOY_MAX_PIXELS", help="Refuse images larger than this before decoding them "
+                                                  "(decompression bombs); 0: no limit. Env: LTDEPLOY_MAX_PIXELS.")
 def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, device: str, out_dir: str,
-            no_save: bool, score_threshold: float, max_detections: int, as_json: bool) -> None:
-    """Classify, segment or detect in IMAGES (files or directories), as the engine's task says.
+            no_save: bool, score_threshold: float, max_detections: int, as_json: bool, max_pixels: int) -> None:
+    """Classify, segment or detect in IMAGES (files or directories, searched recursively), as the engine's
+    task says. Many images show a progress bar on stderr; stdout carries only the results.
 
     Exit 1 if any image failed, 2 if nothing could run.
     """
@@ -53,14 +89,17 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
     try:
         paths = expand_sources(list(images))
         predictor = Predictor(engine, device=device, batch_size=batch_size, save_dir=None if no_save else out_dir,
-                              score_threshold=score_threshold, max_detections=max_detections)
+                              score_threshold=score_threshold, max_detections=max_detections,
+                              max_pixels=max_pixels)
         outcomes = []
-        for res in predictor.predict(paths, k=topk):
-            outcomes.append(res)
-            if isinstance(res, Failure):
-                click.echo(f"error: {res.error}", err=True)
-            elif not as_json:
-                click.echo(res.summary() if predictor.description.task == "classification" else res.summary(topk))
+        with _Progress(len(paths)) as bar:
+            for res in predictor.predict(paths, k=topk):
+                outcomes.append(res)
+                bar.update(1)
+                if isinstance(res, Failure):
+                    bar.echo(f"error: {res.error}")
+                elif not as_json:
+                    click.echo(res.summary() if predictor.description.task == "classification" else res.summary(topk))
     except LtDeployError as exc:
         _fail(exc)
     failures = [r for r in outcomes if isinstance(r, Failure)]

@@ -1,9 +1,13 @@
-"""Image width and height read from the file header, before anything is decoded (to refuse decompression
-bombs: a few hundred KB of PNG can decode to gigabytes). OpenCV has no header-only call, so the five
+"""Image width and height read from the file header, before anything is decoded, and the pixel limit they are
+held to (decompression bombs: a few hundred KB of PNG can decode to gigabytes). OpenCV has no header-only call, so the five
 formats ltdeploy reads are parsed here; anything else returns None and is checked after decoding."""
 from __future__ import annotations
 
 import struct
+
+# Decoding refuses larger images: 100 megapixels is 300 MB as RGB (a 20000 x 20000 PNG of a few hundred KB
+# would take 1.2 GB); 0 lifts the limit.
+DEFAULT_MAX_PIXELS = 100_000_000
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic): not DHT (C4), JPG (C8), DAC (CC)
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

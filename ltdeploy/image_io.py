@@ -8,12 +8,9 @@ import cv2
 import numpy as np
 
 from ltdeploy.errors import ImageError
-from ltdeploy.image_header import header_size
+from ltdeploy.image_header import DEFAULT_MAX_PIXELS, header_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-# Decoding refuses larger images: 100 megapixels is 300 MB as RGB (a 20000 x 20000 PNG of a few hundred KB
-# would take 1.2 GB); 0 lifts the limit.
-DEFAULT_MAX_PIXELS = 100_000_000
 
 
 def expand_sources(sources: list[str]) -> list[str]:
@@ -76,8 +73,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
 
 def _check_pixels(name: str, width: int, height: int, max_pixels: int) -> None:
     if max_pixels and width * height > max_pixels:
-        raise ImageError(f"{name}: {width} x {height} is {width * height / 1e6:.0f} megapixels, above the limit of "
-                         f"{max_pixels / 1e6:g} (raise it with --max-pixels, 0 for none)")
+        raise ImageError(f"{name}: {width} x {height} = {width * height:,} pixels, above the limit of {max_pixels:,} "
+                         "(raise it with --max-pixels, 0 for none)")
 
 
 def decode_image(data: np.ndarray | bytes, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -45,6 +45,8 @@ class Predictor:
         self.score_threshold, self.max_detections = score_threshold, max_detections
         self.max_pixels = max_pixels
         self._stems: dict[str, str] = {}
+        ids = self.description.class_ids
+        self._label_values = np.asarray(ids, np.uint8 if max(ids) < 256 else np.uint16)
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """All graph outputs for a preprocessed float32 batch (N, 3, H, W)."""
@@ -87,7 +89,7 @@ class Predictor:
             stem = self._stems[path]
             files = {"overlay": f"{stem}_overlay.png", "labels": f"{stem}_labels.png"}
             write_png(files["overlay"], overlay(rgb, labels, self._colours))
-            write_png(files["labels"], labels)
+            write_png(files["labels"], self._label_values[labels])  # the dataset's own values (ADE20K: 1..150)
         return Segmentation(path, labels, classes, files)
 
     def _detect_one(self, path: str, rgb: np.ndarray, x: np.ndarray) -> Detections:

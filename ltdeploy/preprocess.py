@@ -19,7 +19,7 @@ INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "b
 # stretch: straight to `input_size` (segmentation); fit: short side to `resize_short`, long side at most
 # `max_size`, aspect kept, no crop and no padding (detection: the output size follows the image).
 RESIZE_MODES = ("crop", "stretch", "fit")
-FIT_MIN_SIDE = 32  # the smallest side a fitted image is given to the model (a 40:1 strip stays usable)
+FIT_MIN_SIDE = 16  # the smallest side a TensorRT profile of a fitted model takes (a panorama at 1333 / 80)
 
 
 @dataclass(frozen=True)
@@ -151,8 +151,8 @@ class PreprocessConfig:
             return Geometry((height, width), (out_h, out_w), (0, 0), (out_h, out_w))
         if self.resize == "fit":
             scale = min(self.resize_short / min(height, width), self.max_size / max(height, width))
-            new_h = min(self.max_size, max(FIT_MIN_SIDE, round(height * scale)))
-            new_w = min(self.max_size, max(FIT_MIN_SIDE, round(width * scale)))
+            new_h = min(self.max_size, max(1, round(height * scale)))
+            new_w = min(self.max_size, max(1, round(width * scale)))
             return Geometry((height, width), (new_h, new_w), (0, 0), (new_h, new_w))
         scale = self.resize_short / min(height, width)
         new_w, new_h = max(out_w, round(width * scale)), max(out_h, round(height * scale))

@@ -3,7 +3,7 @@ import json
 import onnx
 import pytest
 
-from conftest import ltdeploy_cli
+from conftest import PY, ltdeploy_cli, run
 
 
 def test_predict_prints_topk_and_exits_zero(models, images):
@@ -114,3 +114,58 @@ def test_cuda_request_without_cuda_provider_is_refused(models, images):
         pytest.skip("this machine has a CUDA provider")
     r = ltdeploy_cli("predict", images["good"][0], "--engine", str(models["folded"]), "--device", "cuda")
     assert r.returncode == 2 and "CUDAExecutionProvider was requested" in r.stderr and "Traceback" not in r.stderr
+
+
+def _png_bomb(path, side: int = 20000) -> None:
+    """A real 8-bit grey PNG of side x side zeros, streamed through zlib (a few hundred KB on disk)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    z = zlib.compressobj(9)
+    row = bytes(side + 1)  # filter byte 0, then the row
+    body = b"".join(z.compress(row) for _ in range(side)) + z.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_decompression_bomb_is_refused_before_decoding(models, images, tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_bomb(bomb)
+    assert bomb.stat().st_size < 1_000_000
+    r = run(PY, "-c", MEMORY_PROBE.format(args=["predict", str(bomb), images["good"][0], "--engine",
+                                                 str(models["folded"])]))
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert lines[0].startswith(f"error: {bomb}: 20000 x 20000 = 400,000,000 pixels, above the limit of 100,000,000")
+    assert "1 of 2 images failed" in lines[-1] and "Traceback" not in r.stderr
+    assert r.stdout.splitlines()[0].startswith(images["good"][0])  # the good image still predicted
+    peak_mb = int(r.stdout.splitlines()[-1]) / 1024
+    assert peak_mb < 600  # decoding it would have taken 400 MB on top of the interpreter
+    small = ltdeploy_cli("predict", images["good"][0], "--engine", str(models["folded"]), "--max-pixels", "50")
+    assert small.returncode == 1 and "8 x 8 = 64 pixels, above the limit of 50 " in small.stderr
+
+
+MEMORY_PROBE = """
+import sys
+from ltdeploy.cli import main
+sys.argv = ["ltdeploy", *{args!r}]
+try:
+    main()
+except SystemExit:
+    pass
+print(next(line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")))  # peak RSS, kB
+"""
+
+
+def test_many_images_show_progress_on_stderr_and_keep_stdout_json(models, digits, tmp_path):
+    import shutil
+    folder = tmp_path / "many" / "sub"
+    folder.mkdir(parents=True)
+    lines = (digits / "test.txt").read_text().split("\n")[:40]
+    for i, line in enumerate(lines):
+        shutil.copy(digits / line.split(" ")[0], folder / f"{i:02d}.png")
+    r = ltdeploy_cli("predict", str(tmp_path / "many"), "--engine", str(models["folded"]), "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["results"]) == 40  # subfolders searched; stdout is the JSON alone
+    assert "predict" in r.stderr

@@ -1,7 +1,11 @@
-"""Detection end to end on tiny det-lt: stage 1 with PCB and RFS, stage 2 DisAlign, export with NMS in the
-graph (parity), ONNX = PyTorch AP, and ltdeploy predict (drawn image, COCO JSON, bad input)."""
+"""Detection end to end on tiny det-lt replicas laid out exactly as LVIS v1 and COCO 2017 are downloaded
+(mixed aspect ratios): stage 1 with PCB and RFS, stage 2 DisAlign, export with NMS in the graph (parity on
+non-square inputs), ONNX = PyTorch AP, and ltdeploy predict (photo-sized inputs, drawn image, COCO JSON with
+the dataset's own category ids, bad input)."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -15,24 +19,32 @@ import torch
 from click.testing import CliRunner
 
 from export.det_export import match_detections
+from export.to_onnx import main as export_main
 from ltdeploy.cli import cli
+from ltdeploy.image_io import read_image
 from training.checkpoint import read_checkpoint, save_checkpoint
 from training.det_evaluate import evaluate_detection
+from training.det_sources import resolve_det_source
 from training.make_data import main as make_data
 from training.train import main as train_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def val_images(data: str) -> list[str]:
+    """The val split's image files (LVIS val draws from train2017/ and val2017/)."""
+    return resolve_det_source(data).image_paths("val")
+
+
 @pytest.fixture(scope="module")
 def det_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     base = tmp_path_factory.mktemp("detrun")
-    data = str(base / "det-lt")
+    data = str(base / "lvis")
     assert make_data(["det-lt", "--out", data, "--classes", "8", "--train-images", "16", "--val-images", "6",
-                      "--size", "64"]) == 0
+                      "--size", "64", "--layout", "lvis"]) == 0
     s1, s2 = str(base / "pcb.pt"), str(base / "pcb_disalign.pt")
     common = ["--data", data, "--batch-size", "4", "--warmup", "2"]
-    assert train_main(["stage1", *common, "--out", s1, "--epochs", "2", "--pcb", "--pcb-start", "0",
+    assert train_main(["stage1", *common, "--out", s1, "--epochs", "2", "--pcb", "--pcb-start", "0", "--no-val",
                        "--input-size", "64", "--rfs", "0.5", "--hflip", "--loss-log", str(base / "loss.json")]) == 0
     assert train_main(["stage2", *common, "--checkpoint", s1, "--out", s2, "--epochs", "1"]) == 0
     return {"base": base, "data": data, "stage1": s1, "stage2": s2}
@@ -77,6 +89,7 @@ def det_onnx(det_run: dict) -> str:
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-500:]
     assert "unmatched 0" in r.stdout and "NonMaxSuppression 2" in r.stdout  # RPN and per-class NMS
+    assert all(size in r.stdout for size in ("64x48", "48x64", "64x32"))  # parity on non-square inputs
     det_run["sharp"] = sharp
     return out
 
@@ -102,7 +115,7 @@ def test_match_detections_pairs_by_label_and_box() -> None:
 
 
 def test_predict_draws_and_writes_coco_json(det_run: dict, det_onnx: str, tmp_path) -> None:
-    img = os.path.join(det_run["data"], "images", "val", "000000.png")
+    img = val_images(det_run["data"])[0]
     big = str(tmp_path / "big.jpg")
     cv2.imwrite(big, cv2.resize(cv2.imread(img), (100, 80)))
     out = str(tmp_path / "pred")
@@ -126,41 +139,83 @@ def test_predict_bad_image_exits_1_without_partial_files(det_onnx: str, det_run:
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")
     good = str(tmp_path / "000001.png")
-    shutil.copy(os.path.join(det_run["data"], "images", "val", "000001.png"), good)
+    shutil.copy(val_images(det_run["data"])[1], good)
     out = tmp_path / "pred"
     r = CliRunner().invoke(cli, ["predict", str(bad), good, "--engine", det_onnx, "--out", str(out)])
     assert r.exit_code == 1
     assert sorted(os.listdir(out)) == ["000001_det.png"]
 
 
-def test_mask_rcnn_exports_and_predicts_masks(tmp_path, det_run: dict) -> None:
-    """Mask R-CNN: masks pasted in the graph match PyTorch's, and predict writes COCO RLE masks."""
-    s1 = str(tmp_path / "mask.pt")
-    assert train_main(["stage1", "--data", det_run["data"], "--out", s1, "--epochs", "1", "--masks",
-                       "--batch-size", "4", "--input-size", "64", "--warmup", "2"]) == 0
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Mask R-CNN on a COCO 2017 replica (sparse category ids, a crowd region): stage 1, stage 2, export."""
+    base = tmp_path_factory.mktemp("cocorun")
+    data = str(base / "coco")
+    assert make_data(["det-lt", "--out", data, "--classes", "6", "--train-images", "8", "--val-images", "4",
+                      "--size", "64", "--layout", "coco"]) == 0
+    s1, s2, out = str(base / "mask.pt"), str(base / "mask_disalign.pt"), str(base / "mask.onnx")
+    common = ["--data", data, "--batch-size", "4", "--warmup", "2", "--no-val"]
+    assert train_main(["stage1", *common, "--out", s1, "--epochs", "1", "--masks", "--input-size", "64",
+                       "--detections-per-image", "20"]) == 0
     ck = read_checkpoint(s1)
     torch.manual_seed(1)
-    with torch.no_grad():
+    with torch.no_grad():  # decisive scores: no NMS near-ties
         ck.model.branch.predictor.cls_score.weight.normal_(0, 0.3)
     save_checkpoint(s1, ck.model, ck.description, {})
-    out = str(tmp_path / "mask.onnx")
-    r = subprocess.run([sys.executable, "export/to_onnx.py", s1, "-o", out, "--verify-images", "2"], cwd=ROOT,
-                       capture_output=True, text=True)
-    assert r.returncode == 0 and "unmatched 0" in r.stdout, r.stderr[-500:]
-    img = os.path.join(det_run["data"], "images", "val", "000000.png")
-    r = CliRunner().invoke(cli, ["predict", img, "--engine", out, "--score-threshold", "0.05", "--max-detections",
-                                 "3", "--json", "--no-save"])
+    assert train_main(["stage2", *common, "--checkpoint", s1, "--out", s2, "--epochs", "1"]) == 0
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        assert export_main([s2, "-o", out, "--verify-images", "4"]) == 0
+    assert "unmatched 0" in log.getvalue(), log.getvalue()
+    return {"base": base, "data": data, "pt": s2, "onnx": out}
+
+
+def test_coco_ids_masks_and_ap_survive_export(coco_run: dict) -> None:
+    """COCO's sparse ids reach the description and the results; ONNX box and mask AP = PyTorch's."""
+    pt, ox = evaluate_detection(coco_run["pt"], coco_run["data"]), evaluate_detection(coco_run["onnx"], coco_run["data"])
+    assert ox["description"].class_ids == pt["description"].class_ids == [1, 18, 37, 53, 73, 90]
+    assert pt["detections"] > 0
+    for kind in ("box", "mask"):
+        for k in ("AP", "AP50", "APr"):
+            assert abs(pt[kind][k] - ox[kind][k]) <= 0.1, (kind, k, pt[kind][k], ox[kind][k])
+
+
+def test_predict_on_photo_sized_inputs_maps_back_to_their_pixels(coco_run: dict, tmp_path) -> None:
+    """A 640x480 and a 480x640 photo (a landscape and a portrait val image blown up 10x, nearest neighbour, which
+    the fitted resize brings back to the very same model input): boxes are the small image's times 10, masks and
+    the drawn picture have the photo's size, category ids are the dataset's."""
+    source = resolve_det_source(coco_run["data"])
+    paths = source.image_paths("val")
+    shapes = [read_image(p).shape[:2] for p in paths]
+    small = [paths[shapes.index((48, 64))], paths[shapes.index((64, 48))]]
+    big = []
+    for p in small:
+        rgb = read_image(p)
+        big.append(str(tmp_path / f"big_{os.path.basename(p)}.png"))
+        cv2.imwrite(big[-1], cv2.resize(rgb, (rgb.shape[1] * 10, rgb.shape[0] * 10),
+                                        interpolation=cv2.INTER_NEAREST)[:, :, ::-1])
+    out = str(tmp_path / "pred")
+    r = CliRunner().invoke(cli, ["predict", *small, *big, "--engine", coco_run["onnx"], "--out", out,
+                                 "--score-threshold", "0.05", "--json"])
     assert r.exit_code == 0, r.output
-    det = json.loads(r.output)["results"][0]["detections"][0]
-    rle = det["segmentation"]
-    assert rle["size"] == [64, 64] and sum(rle["counts"]) == 64 * 64
+    results = json.loads(r.output)["results"]
+    coco_ids = {c["id"] for c in source.load("train")["categories"]}
+    for lo, hi, (h, w) in zip(results[:2], results[2:], [(480, 640), (640, 480)]):
+        assert (hi["height"], hi["width"]) == (h, w)
+        assert cv2.imread(hi["files"]["image"]).shape == (h, w, 3)
+        assert len(lo["detections"]) == len(hi["detections"]) > 0
+        for a, b in zip(lo["detections"], hi["detections"]):
+            assert a["category_id"] == b["category_id"] and a["category_id"] in coco_ids
+            assert np.allclose(np.array(a["bbox"]) * 10, b["bbox"], atol=0.05)
+            assert b["segmentation"]["size"] == [h, w] and sum(b["segmentation"]["counts"]) == h * w
+            area_lo, area_hi = (sum(d["segmentation"]["counts"][1::2]) for d in (a, b))
+            assert area_lo == 0 or 70 <= area_hi / area_lo <= 130
 
 
 def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str, tmp_path) -> None:
     """fp16 goes into the backbone only: NMS, box decoding and the calibrated RoI head stay fp32."""
     from ltdeploy.backends import load_backend
     from ltdeploy.fp16 import convert_to_fp16
-    from ltdeploy.image_io import read_image
     from ltdeploy.preprocess import preprocess_image
 
     half = str(tmp_path / "det.fp16.onnx")
@@ -168,8 +223,8 @@ def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str,
     assert counts["fp16_nodes"] > 50
     full, low = load_backend(det_onnx), load_backend(half)
     desc, paired, total = full.description, 0, 0
-    for name in sorted(os.listdir(os.path.join(det_run["data"], "images", "val"))):
-        x = preprocess_image(read_image(os.path.join(det_run["data"], "images", "val", name)), desc.preprocess)[None]
+    for path in val_images(det_run["data"]):
+        x = preprocess_image(read_image(path), desc.preprocess)[None]
         a, b = ({k: v[r["scores"] >= 0.05] for k, v in r.items()}
                 for r in (full.run({desc.input_name: x}), low.run({desc.input_name: x})))
         total += len(a["scores"])
@@ -199,7 +254,7 @@ def test_triton_repository_for_the_detector(det_onnx: str, det_run: dict, tmp_pa
     served_repo = tmp_path / "served"
     assert CliRunner().invoke(cli, ["export-triton", "--engine", det_onnx, "--repo", str(served_repo), "--name",
                                     "det", "--layout", "python", "--score-threshold", "0.05"]).exit_code == 0
-    img = os.path.join(det_run["data"], "images", "val", "000002.png")
+    img = val_images(det_run["data"])[2]
     r = CliRunner().invoke(cli, ["predict", img, "--engine", det_onnx, "--json", "--no-save", "--score-threshold",
                                  "0.05"])
     local = json.loads(r.output)["results"][0]["detections"]

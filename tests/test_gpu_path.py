@@ -250,7 +250,7 @@ def test_optimization_profiles_per_batch_range_and_fitted_sizes():
     assert [p.shapes["images"][2] for p in builder.made] == [[8, 3, 96, 128], [64, 3, 96, 128]]
     fitted = PreprocessConfig.fit(800, 1333).shape_range()  # a detector: any fitted size up to 1333 x 1333
     detector = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((1, 3, -1, -1)), [BatchRange(1, 8, 32)], fitted)
-    assert detector == [{"images": [[1, 3, 32, 32], [1, 3, 800, 1067], [1, 3, 1333, 1333]]}]  # fixed batch: one
+    assert detector == [{"images": [[1, 3, 16, 16], [1, 3, 800, 1067], [1, 3, 1333, 1333]]}]  # fixed batch: one
     static = _profiles(_FakeBuilder(), _FakeConfig(), _FakeNetwork((4, 3, 32, 32)), [BatchRange(1, 8, 32)],
                        ((32, 32),) * 3)
     assert static == [{"images": [[4, 3, 32, 32]] * 3}]

@@ -1,9 +1,13 @@
+import os
+
 import cv2
 import numpy as np
 import pytest
 
 from ltdeploy.errors import ImageError
+from ltdeploy.image_header import header_size
 from ltdeploy.image_io import expand_sources, read_image
+from ltdeploy.outputs import output_stems
 
 
 def test_colour_png_is_returned_as_rgb(tmp_path):
@@ -56,3 +60,26 @@ def test_directory(tmp_path):
     cv2.imwrite(str(tmp_path / "b.png"), np.zeros((2, 2), np.uint8))
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((2, 2), np.uint8))
     assert [p.rsplit("/", 1)[1] for p in expand_sources([str(tmp_path)])] == ["a.png", "b.png"]
+
+
+@pytest.mark.parametrize("suffix, params", [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+                                            (".bmp", []), (".webp", []), (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+                                            (".tif", [])])
+def test_header_size_without_decoding(suffix, params):
+    ok, buf = cv2.imencode(suffix, np.zeros((37, 53, 3), np.uint8), params)
+    assert ok and header_size(buf) == (53, 37)
+    assert header_size(b"not an image at all") is None
+
+
+def test_jpeg_size_behind_a_large_exif_block():
+    ok, buf = cv2.imencode(".jpg", np.zeros((20, 30, 3), np.uint8))
+    data = buf.tobytes()
+    app1 = b"\xff\xe1" + (65533 + 2).to_bytes(2, "big") + bytes(65533)  # the largest APP1 segment
+    assert header_size(data[:2] + app1 + app1 + data[2:]) == (30, 20)
+
+
+def test_output_stems_never_collide(tmp_path):
+    paths = [str(tmp_path / p) for p in ("a/x.png", "b/x.png", "a/y.png", "a/y.jpg", "a/sub/z.png")]
+    stems = output_stems(paths, "out")
+    assert [os.path.relpath(stems[p], "out") for p in paths] == ["a/x", "b/x", "a/y_png", "a/y_jpg", "a/sub/z"]
+    assert output_stems([str(tmp_path / "a" / "x.png")], "out") == {str(tmp_path / "a" / "x.png"): "out/x"}

@@ -47,3 +47,23 @@ def test_group_thresholds():
     assert 2 < few < many < 104
     assert [frequency_group(n, 100, 20) for n in (101, 100, 20, 19)] == ["many", "medium", "medium", "few"]
     json.dumps(default_group_thresholds([10, 1]))
+
+
+def test_older_descriptions_read_or_are_refused_with_a_reason():
+    old = desc().to_dict()
+    old["schema"] = "ltdeploy.model/1"
+    del old["class_ids"]
+    for k in ("resize", "max_size"):
+        del old["preprocess"][k]
+    back = ModelDescription.from_dict(old)  # a classifier reads the same as before
+    assert back.class_ids == [0, 1, 2] and back.preprocess.resize == "stretch"
+    with pytest.raises(MetadataError, match="squashes images to a square; re-export it"):
+        ModelDescription.from_dict(dict(old, task="detection"))
+
+
+def test_class_ids_are_kept_and_checked():
+    d = desc()
+    sparse = ModelDescription.from_json(ModelDescription(**{**d.__dict__, "class_ids": [1, 18, 90]}).to_json())
+    assert sparse.class_ids == [1, 18, 90]
+    with pytest.raises(MetadataError, match="class ids"):
+        ModelDescription(**{**d.__dict__, "class_ids": [1, 1, 2]})

@@ -43,3 +43,40 @@ def test_strict_parsing_rejects_unknown_and_missing_fields():
 def test_invalid_values_are_refused(kwargs):
     with pytest.raises(MetadataError):
         PreprocessConfig(**{**CFG.to_dict(), **kwargs})
+
+
+def test_fit_keeps_the_aspect_ratio_within_both_limits():
+    cfg = PreprocessConfig.fit(800, 1333)
+    assert cfg.geometry(480, 640).model_size == (800, 1067)  # short side to 800
+    assert cfg.geometry(640, 480).model_size == (1067, 800)
+    assert cfg.geometry(400, 1600).model_size == (333, 1333)  # the long side caps first
+    x = preprocess_image(np.zeros((48, 64, 3), np.uint8), PreprocessConfig.fit(30, 64))
+    assert x.shape == (3, 30, 40)
+    with pytest.raises(ValueError, match="one at a time"):
+        from ltdeploy.preprocess import preprocess_batch
+        preprocess_batch([np.zeros((8, 8, 3), np.uint8)], cfg)
+
+
+def test_geometry_maps_boxes_and_masks_back_to_the_image():
+    geo = PreprocessConfig.fit(800, 1333).geometry(480, 640)
+    boxes = np.array([[10.0, 20.0, 330.0, 470.0]])
+    model = geo.boxes_to_model(boxes)
+    np.testing.assert_allclose(model, boxes * 800 / 480, rtol=1e-3)
+    np.testing.assert_allclose(geo.boxes_to_image(model), boxes, atol=1e-9)
+    probs = np.zeros((1, 1, 800, 1067), np.float32)
+    probs[0, 0, 100:300, 200:400] = 1
+    mask = geo.masks_to_image(probs)
+    assert mask.shape == (1, 480, 640) and mask[0, 60:180, 120:240].all() and mask.sum() == pytest.approx(
+        120 * 120, rel=0.03)
+    crop = CFG.geometry(16, 32)  # crop: what the centre crop cut off stays empty on the way back
+    back = crop.masks_to_image(np.ones((1, 4, 6), np.float32))
+    # 16x32 → 8x16, crop rows 2..6 and columns 5..11, which are rows 4..12 and columns 10..22 of the image
+    assert back.shape == (1, 16, 32) and back[0, 5:11, 11:21].all()
+    assert not back[0, :3].any() and not back[0, :, :9].any() and not back[0, :, 23:].any()
+
+
+def test_legacy_fields_read_as_crop_or_stretch():
+    old = {k: v for k, v in CFG.to_dict().items() if k not in ("resize", "max_size")}
+    assert PreprocessConfig.from_dict(old, legacy=True) == CFG and CFG.resize == "crop"
+    with pytest.raises(MetadataError, match="missing"):
+        PreprocessConfig.from_dict(old)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ltdeploy.errors import DatasetError
 from training.seg_data import IGNORE, pixel_counts, read_label_map, read_seg_split
 
 
@@ -41,5 +42,5 @@ def test_ade20k_folder_names_and_unpaired_images(tmp_path):
     s = read_seg_split(str(tmp_path), "train")
     assert pixel_counts(s) == [0, 16]
     cv2.imwrite(str(tmp_path / "images/training/y.jpg"), np.zeros((4, 4, 3), np.uint8))
-    with pytest.raises(ValueError, match="no annotation"):
+    with pytest.raises(DatasetError, match="no annotation"):
         read_seg_split(str(tmp_path), "train")

@@ -1,5 +1,6 @@
 """Segmentation end to end on a tiny seg-lt: train, calibrate, export, evaluate, predict."""
 import json
+import os
 import shutil
 
 import cv2
@@ -122,3 +123,66 @@ def test_stage2_refuses_a_classification_method(seg_runs, tmp_path):
     assert train(["stage2", "--method", "crt", "--checkpoint", str(paths["stage1"]), "--data", str(data),
                   "--out", str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_ade20k_as_downloaded_end_to_end(tmp_path):
+    """ADEChallengeData2016 as unpacked (JPEGs of varying size, 0 = other, objectInfo150.csv): train, calibrate,
+    export, evaluate and predict; the labels PNG holds ADE20K's own values (1..K)."""
+    from export.to_onnx import main as export
+    from training.evaluate import main as evaluate
+    from training.make_data import main as make_data
+    from training.train import main as train
+
+    data = tmp_path / "ADEChallengeData2016"
+    assert make_data(["seg-lt", "--out", str(data), "--classes", "8", "--train-images", "16", "--val-images", "4",
+                      "--layout", "ade20k"]) == 0
+    s1, s2, onnx = (str(tmp_path / n) for n in ("stage1.pt", "disalign.pt", "disalign.onnx"))
+    assert train(["stage1", "--data", str(data), "--out", s1, "--epochs", "1", "--batch-size", "8"]) == 0
+    assert train(["stage2", "--checkpoint", s1, "--data", str(data), "--out", s2, "--min-steps", "10",
+                  "--batch-size", "8"]) == 0
+    assert export([s2, "-o", onnx, "--verify-images", "4"]) == 0
+    scores = []
+    for model in (s2, onnx):
+        out = tmp_path / "eval.json"
+        assert evaluate([model, "--data", str(data), "--json", str(out)]) == 0
+        scores.append(json.loads(out.read_text()))
+    assert scores[0]["mIoU"] == pytest.approx(scores[1]["mIoU"], abs=1e-4)
+    assert scores[0]["class_names"][:3] == ["sky", "ground", "wall"]
+    photo = sorted((data / "images" / "validation").iterdir())[1]
+    res = ltdeploy_cli("predict", str(photo), "--engine", onnx, "--out", str(tmp_path / "pred"), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)["results"][0]
+    labels = cv2.imread(doc["files"]["labels"], cv2.IMREAD_UNCHANGED)
+    assert labels.shape == cv2.imread(str(photo)).shape[:2] == (doc["height"], doc["width"])
+    assert labels.min() >= 1 and labels.max() <= 8
+    top = doc["classes"][0]
+    assert (labels == top["index"] + 1).mean() == pytest.approx(top["share"], abs=1e-6)
+
+
+def test_same_names_from_different_folders_keep_both_outputs(seg_runs, tmp_path):
+    """a/x.png and b/x.png (and a/y.png beside a/y.jpg) each keep their own files; a folder of folders is
+    mirrored below --out."""
+    data, paths = seg_runs
+    src = sorted((data / "images" / "val").iterdir())
+    inputs = tmp_path / "in"
+    for folder in ("a", "b"):
+        (inputs / folder).mkdir(parents=True)
+    pairs = {"a/x.png": src[0], "b/x.png": src[1], "a/y.png": src[2]}
+    for rel, image in pairs.items():
+        shutil.copy(image, inputs / rel)
+    cv2.imwrite(str(inputs / "a" / "y.jpg"), cv2.imread(str(src[3])))
+    listed = [str(inputs / rel) for rel in ("a/x.png", "b/x.png", "a/y.png", "a/y.jpg")]
+    res = ltdeploy_cli("predict", *listed, "--engine", str(paths["onnx"]), "--out", str(tmp_path / "out"), "--json")
+    assert res.returncode == 0, res.stderr
+    written = [r["files"]["labels"] for r in json.loads(res.stdout)["results"]]
+    assert [os.path.relpath(f, tmp_path / "out") for f in written] == [
+        "a/x_labels.png", "b/x_labels.png", "a/y_png_labels.png", "a/y_jpg_labels.png"]
+    for image, labels in zip(listed[:2], written[:2]):  # each file holds its own image's prediction
+        alone = ltdeploy_cli("predict", image, "--engine", str(paths["onnx"]), "--out", str(tmp_path / "one"))
+        assert alone.returncode == 0
+        assert np.array_equal(cv2.imread(labels, cv2.IMREAD_UNCHANGED),
+                              cv2.imread(str(tmp_path / "one" / "x_labels.png"), cv2.IMREAD_UNCHANGED))
+    res = ltdeploy_cli("predict", str(inputs), "--engine", str(paths["onnx"]), "--out", str(tmp_path / "tree"))
+    assert res.returncode == 0, res.stderr
+    assert sorted(str(p.relative_to(tmp_path / "tree")) for p in (tmp_path / "tree").rglob("*_overlay.png")) == [
+        "a/x_overlay.png", "a/y_jpg_overlay.png", "a/y_png_overlay.png", "b/x_overlay.png"]

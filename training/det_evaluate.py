@@ -58,16 +58,17 @@ def evaluate_detection(model_path: str, source: DetSource | str, split: str = "v
         return dict(out, description=desc)
     from training.checkpoint import read_checkpoint
     ck = read_checkpoint(model_path)
-    return dict(score_detector(ck.model, ck.description, source, split), description=ck.description)
+    dataset = LVISDataset(source, split, ck.description.preprocess)
+    return dict(score_detector(ck.model, ck.description, dataset), description=ck.description)
 
 
-def score_detector(model, desc: ModelDescription, source: DetSource, split: str = "val") -> dict:
-    """The same scores for a PyTorch LTDetector in memory (training reports with this)."""
+def score_detector(model, desc: ModelDescription, dataset: LVISDataset) -> dict:
+    """The same scores for a PyTorch LTDetector in memory on a split read with its preprocessing (training
+    reports with this)."""
     from training.det_engine import detect, gt_box_confusion
 
-    dataset = LVISDataset(source, split, desc.preprocess, masks=False)
     gt = ground_truth(dataset, desc)
-    dets = detect(model, dataset, desc=split)
+    dets = detect(model, dataset, desc=dataset.split)
     out = {"box": lvis_ap(gt, dets, "bbox"), "pwb": round(pairwise_bias(gt_box_confusion(model, dataset)), 4),
            "detections": len(dets), "images": len(dataset)}
     if model.arch.get("masks"):

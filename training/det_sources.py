@@ -60,6 +60,10 @@ class DetSource:
         """The split's JSON, checked: categories, images and annotations present and consistent."""
         return read_detection_json(self.annotation_file(split))
 
+    def image_paths(self, split: str) -> list[str]:
+        """Every image file of a split, in image-id order."""
+        return [self.image_path(split, im) for im in sorted(self.load(split)["images"], key=lambda im: im["id"])]
+
     def image_path(self, split: str, image: dict) -> str:
         """Where an image entry's file is: `file_name` under the split's image folder, else (LVIS) the last
         two parts of `coco_url` under the folder above it."""

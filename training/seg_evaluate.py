@@ -11,11 +11,12 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from ltdeploy.errors import DatasetError
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.segment import label_maps
-from training.seg_data import SegSplit, read_label_map, read_seg_split
+from training.seg_data import SegSplit, read_seg_split
 from training.seg_metrics import ConfusionAccumulator, segmentation_scores
 
 LabelFn = Callable[[np.ndarray], np.ndarray]  # preprocessed batch (N, 3, H, W) → label maps (N, H, W)
@@ -50,7 +51,11 @@ def seg_confusion(run: LabelFn, split: SegSplit, desc: ModelDescription, batch_s
     acc = ConfusionAccumulator(desc.num_classes)
 
     def load(i: int) -> tuple[np.ndarray, np.ndarray]:
-        return preprocess_image(read_image(split.images[i]), desc.preprocess), read_label_map(split.labels[i])
+        rgb, lab = read_image(split.images[i]), split.read_labels(i)
+        if lab.shape != rgb.shape[:2]:
+            raise DatasetError(f"{split.labels[i]}: label map is {lab.shape[1]}x{lab.shape[0]}, its image "
+                               f"{rgb.shape[1]}x{rgb.shape[0]}")
+        return preprocess_image(rgb, desc.preprocess), lab
     with ThreadPoolExecutor(2) as pool:
         for start in tqdm(range(0, len(split.images), batch_size), desc=name, unit="batch", leave=False):
             pairs = list(pool.map(load, range(start, min(start + batch_size, len(split.images)))))
@@ -66,7 +71,8 @@ def evaluate_segmentation(model_path: str, data_dir: str, split: str = "val", ba
     desc, run = seg_label_fn(model_path)
     data = read_seg_split(data_dir, split)
     if data.class_names != desc.class_names:
-        raise ValueError(f"{data_dir}: classes.txt does not match the model's {desc.num_classes} classes")
+        raise ValueError(f"{data_dir}: its {len(data.class_names)} class names differ from the model's "
+                         f"{desc.num_classes}")
     matrix = seg_confusion(run, data, desc, batch_size, split)
     return {"description": desc, "confusion": matrix, "images": len(data.images),
             **segmentation_scores(matrix, desc.groups)}

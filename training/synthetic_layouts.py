@@ -31,6 +31,12 @@ COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 2
 COCO_URL = "http://images.cocodataset.org/{folder}/{name}"
 
 
+def coco_ids(count: int) -> list[int]:
+    """`count` of COCO's category ids spread over its whole range, so that even a few categories have gaps."""
+    last = len(COCO_IDS) - 1
+    return [COCO_IDS[round(i * last / max(1, count - 1))] for i in range(count)]
+
+
 def _read_split(src: str, split: str) -> dict:
     with open(os.path.join(src, "annotations", f"{split}.json"), encoding="utf-8") as f:
         return json.load(f)
@@ -100,7 +106,8 @@ def write_coco_layout(src: str, root: str) -> None:
         data = _read_split(src, split)
         if len(data["categories"]) > len(COCO_IDS):
             raise ValueError(f"the COCO layout holds at most {len(COCO_IDS)} categories")
-        cat_id = {c["id"]: COCO_IDS[i] for i, c in enumerate(sorted(data["categories"], key=lambda c: c["id"]))}
+        cats_in_order = sorted(data["categories"], key=lambda c: c["id"])
+        cat_id = {c["id"]: cid for c, cid in zip(cats_in_order, coco_ids(len(cats_in_order)))}
         images, new_id = _coco_images(src, split, root, data, first, lambda k, s=split: f"{s}2017")
         anns = [{"id": a["id"], "image_id": new_id[a["image_id"]], "category_id": cat_id[a["category_id"]],
                  "segmentation": a["segmentation"], "area": a["area"], "bbox": a["bbox"], "iscrowd": 0}
@@ -152,4 +159,4 @@ def write_ade20k_layout(src: str, root: str) -> None:
         writer.writerow(["Idx", "Ratio", "Train", "Val", "Name"])
         for i, n in enumerate(names):
             writer.writerow([i + 1, f"{ratio[i]:.4f}", int(images["train"][i]), int(images["val"][i]),
-                             f"{n}, {n.replace('-', ' ')}"])
+                             f"{n}, {n.replace('-', ' ')}" if "-" in n else n])

@@ -28,6 +28,7 @@ one process or under `torchrun --nproc_per_node 2` (gloo):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import sys
@@ -153,11 +154,8 @@ def run_stage2(args: argparse.Namespace) -> int:
         calibration.update(epochs=args.epochs, steps=args.epochs * data.steps_per_epoch, lr=args.lr,
                            augment=args.augment)
     calibration.update({k: info[k] for k in ("rho", "tau", "sampling") if k in info})
-    new_desc = ModelDescription(
-        task=desc.task, class_names=desc.class_names, class_counts=data.counts,
-        group_thresholds=desc.group_thresholds, preprocess=desc.preprocess, input_name=desc.input_name,
-        output_names=desc.output_names, calibration=calibration,
-        provenance=provenance(args, "stage2", stage1=desc.provenance))
+    new_desc = dataclasses.replace(desc, class_counts=data.counts, calibration=calibration,
+                                   provenance=provenance(args, "stage2", stage1=desc.provenance))
     sha = save_checkpoint(args.out, model, new_desc, history)
     print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {seconds} s")
     return 0
@@ -206,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--pcb", action="store_true", help="PCB: iterative head (3 passes) and confusion soft targets")
     det.add_argument("--passes", type=int, default=None, help="box-head passes (default 3 with --pcb, else 1)")
     det.add_argument("--pcb-start", type=int, default=None, help="first PCB epoch, 0-based (default 2/3 of --epochs)")
+    det.add_argument("--detections-per-image", type=int, default=300,
+                     help="detections kept after NMS (300: LVIS's evaluation; the mask head runs on each)")
     det.add_argument("--loss-log", default=None, help="write the per-iteration loss curve (JSON) here")
 
     s2 = sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model")
@@ -223,6 +223,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--rfs", type=float, default=0.0, help="detection: repeat-factor sampling threshold (0: off)")
         sp.add_argument("--warmup", type=int, default=100, help="detection: linear warm-up iterations")
         sp.add_argument("--clip", type=float, default=10.0, help="detection: gradient norm clip")
+        sp.add_argument("--no-val", action="store_true",
+                        help="detection: skip the val evaluation at the end (LVIS val takes hours on a CPU; "
+                             "run evaluate.py on the checkpoint instead)")
     return p
 
 

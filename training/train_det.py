@@ -35,10 +35,17 @@ def det_preprocess(args: argparse.Namespace) -> PreprocessConfig:
     return PreprocessConfig.fit(short, long, interpolation=args.interpolation or "bilinear")
 
 
-def evaluate_detector(model: LTDetector, desc: ModelDescription, source: DetSource, split: str = "val",
-                      name: str = "model") -> dict:
-    """Box (and mask) LVIS AP and PwB of a PyTorch detector on a split; prints the table."""
-    scores = score_detector(model, desc, source, split)
+def val_split(args: argparse.Namespace, source: DetSource, cfg: PreprocessConfig) -> LVISDataset | None:
+    """The val split, read before training so that a broken one fails at once (None with --no-val)."""
+    return None if args.no_val else LVISDataset(source, "val", cfg)
+
+
+def evaluate_detector(model: LTDetector, desc: ModelDescription, val: LVISDataset | None,
+                      name: str = "model") -> dict | None:
+    """Box (and mask) LVIS AP and PwB of a PyTorch detector on the val split; prints the table."""
+    if val is None:
+        return None
+    scores = score_detector(model, desc, val)
     print_det_table([(name, scores)])
     return scores
 
@@ -63,8 +70,10 @@ def run_det_stage1(args: argparse.Namespace, source: DetSource, provenance) -> i
     torch.manual_seed(args.seed)
     cfg = det_preprocess(args)
     train = LVISDataset(source, "train", cfg, masks=args.masks)
+    val = val_split(args, source, cfg)
     model = LTDetector(body=args.backbone, num_classes=len(train.categories), masks=args.masks, head=args.head,
-                       passes=args.passes, pcb=args.pcb, pretrained=args.pretrained)
+                       passes=args.passes, pcb=args.pcb, pretrained=args.pretrained,
+                       detections_per_image=args.detections_per_image)
     prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb,
                       passes=args.passes, rfs=args.rfs, epochs=args.epochs, world_size=world,
                       dataset_files=source.to_dict())
@@ -79,7 +88,7 @@ def run_det_stage1(args: argparse.Namespace, source: DetSource, provenance) -> i
               f"{world} process(es)")
     history = train_detector(model, train, args)
     if rank == 0:
-        history["val"] = evaluate_detector(model, desc, source, name="stage 1")
+        history["val"] = evaluate_detector(model, desc, val, name="stage 1")
         sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})
         print(f"wrote {args.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
         if args.loss_log:
@@ -102,6 +111,7 @@ def run_det_stage2(args: argparse.Namespace, source: DetSource, provenance) -> i
         return 2
     train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False))
     check_categories(train, desc)
+    val = val_split(args, source, desc.preprocess)
     counts = train.instance_counts()
     model.calibrator = build_calibrator(args.method, model.feat_dim, len(counts), "detection")
     model.freeze_stage1()
@@ -111,7 +121,7 @@ def run_det_stage2(args: argparse.Namespace, source: DetSource, provenance) -> i
           f"(weights {float(weight[1:].min()):.3f}..{float(weight[1:].max()):.3f}), {args.epochs} epochs, lr {args.lr}")
     history = train_detector(model, train, args, stage="stage 2", loss_keys=("loss_classifier",))
     model.net.roi_heads.class_weight = None
-    history["val"] = evaluate_detector(model, desc, source, name="DisAlign")
+    history["val"] = evaluate_detector(model, desc, val, name="DisAlign")
     calibration = {"method": args.method, "rho": args.rho, "counts": "instances", "background": "untouched"}
     new_desc = dataclasses.replace(desc, calibration=calibration, provenance=provenance(
         args, "stage2", stage1=desc.provenance, stage1_sha256=file_sha256(args.checkpoint),

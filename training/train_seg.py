@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -59,7 +60,7 @@ def run_seg_stage1(args: argparse.Namespace, provenance) -> int:
                              desc="train")
     history = train_seg_stage1(model, loader, args)
     desc = ModelDescription(task="segmentation", class_names=train.class_names, class_counts=counts,
-                            group_thresholds=thresholds, preprocess=cfg, input_name="images",
+                            class_ids=train.class_ids, group_thresholds=thresholds, preprocess=cfg, input_name="images",
                             output_names=["logits"], calibration={"method": "none"},
                             provenance=provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained,
                                                   epochs=args.epochs))
@@ -98,10 +99,8 @@ def run_seg_stage2(args: argparse.Namespace, provenance) -> int:
     calibration = {"method": args.method, "per_pixel": True, "stage1_sha256": stage1_sha, "epochs": args.epochs,
                    "steps": args.epochs * data.steps_per_epoch, "lr": args.lr, "rho": args.rho,
                    "sampling": "instance"}
-    new_desc = ModelDescription(
-        task=desc.task, class_names=desc.class_names, class_counts=counts, group_thresholds=desc.group_thresholds,
-        preprocess=desc.preprocess, input_name=desc.input_name, output_names=desc.output_names,
-        calibration=calibration, provenance=provenance(args, "stage2", stage1=desc.provenance))
+    new_desc = dataclasses.replace(desc, class_counts=counts, calibration=calibration,
+                                   provenance=provenance(args, "stage2", stage1=desc.provenance))
     history = {"stage2": {**info, "seconds_total": seconds}, "args": vars(args)}
     history["val"] = report_seg(model, args, new_desc, args.method)
     sha = save_checkpoint(args.out, model, new_desc, history)

@@ -76,7 +76,7 @@ def _backbone(body: str, pretrained: bool = False) -> nn.Module:
 
 def build_detector(body: str, num_classes: int, masks: bool = False, head: str = "linear", passes: int = 1,
                    pcb: bool = False, rois_per_image: int = 128, representation: int = 256,
-                   pretrained: bool = False) -> nn.Module:
+                   pretrained: bool = False, detections_per_image: int = DETECTIONS_PER_IMAGE) -> nn.Module:
     """A detector for `num_classes` foreground classes (labels 1..K) on images already resized (PreResized).
 
     All RPN candidates reach per-class NMS: torchvision keeps every (box, class) score above 1e-4 before
@@ -96,7 +96,7 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
     common = dict(rpn_anchor_generator=anchors, **norm,
                   box_roi_pool=MultiScaleRoIAlign(pooled, resolution, 2),
                   box_head=nn.Identity(), box_predictor=branch, box_batch_size_per_image=rois_per_image,
-                  box_detections_per_img=DETECTIONS_PER_IMAGE, box_score_thresh=SCORE_THRESHOLD)
+                  box_detections_per_img=detections_per_image, box_score_thresh=SCORE_THRESHOLD)
     if masks:
         model = MaskRCNN(backbone, num_classes=None,
                          mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1), **common)
