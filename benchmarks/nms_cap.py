@@ -23,7 +23,9 @@ import torchvision.models.detection.roi_heads as roi_heads
 from torchvision.ops import boxes as box_ops
 
 from training.checkpoint import read_checkpoint
+from training.det_data import LVISDataset
 from training.det_evaluate import score_detector
+from training.det_sources import resolve_det_source
 
 
 def capped_nms(cap: int, counts: list[int]):
@@ -45,13 +47,13 @@ def boxes_only(model) -> None:
     model.arch = dict(model.arch, masks=False)
 
 
-def evaluate_with_cap(model, data: str, cap: int) -> tuple[dict, list[int]]:
+def evaluate_with_cap(model, desc, val: LVISDataset, cap: int) -> tuple[dict, list[int]]:
     """Box AP of `model` with the RoI heads' NMS capped (the RPN's own NMS is left alone)."""
     counts: list[int] = []
     ops = SimpleNamespace(**{k: getattr(box_ops, k) for k in dir(box_ops) if not k.startswith("__")})
     ops.batched_nms = capped_nms(cap, counts)
     with mock.patch.object(roi_heads, "box_ops", ops):
-        scores = score_detector(model, data)
+        scores = score_detector(model, desc, val)
     return scores, counts
 
 
@@ -63,13 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--caps", default="0,5000,4096,1000", help="comma-separated; 0 = no cap")
     p.add_argument("--json")
     args = p.parse_args(argv)
-    model = read_checkpoint(args.checkpoint).model
+    ck = read_checkpoint(args.checkpoint)
+    model = ck.model
     boxes_only(model)
+    val = LVISDataset(resolve_det_source(args.data), "val", ck.description.preprocess)
     rows = []
     print(f"{'cap':>6} {'AP':>7} {'APr':>7} {'APc':>7} {'APf':>7}  candidates per image (median / max / "
           f"images over cap)")
     for cap in (int(c) for c in args.caps.split(",")):
-        scores, counts = evaluate_with_cap(model, args.data, cap)
+        scores, counts = evaluate_with_cap(model, ck.description, val, cap)
         box = scores["box"]
         over = sum(c > cap for c in counts) if cap else 0
         rows.append({"cap": cap, **{k: box[k] for k in ("AP", "APr", "APc", "APf")},

@@ -77,7 +77,7 @@ def engine_target(path: str, threads: int, spinning: bool, device: str = "auto")
         images = [decode_image(b) for b in encoded]
         return predictor.predict_arrays([str(i) for i in range(len(images))], images)
 
-    return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.input_size, backend.provider,
+    return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.shape_range()[1], backend.provider,
                   preprocess=desc.preprocess, task=desc.task, precision=build.precision if build else "fp32",
                   gpu=(lambda x: gpu_time({name: x})) if gpu_time else None, e2e=e2e,
                   plan=path if build else None, input_name=name)
@@ -97,7 +97,8 @@ def torch_target(path: str, threads: int) -> Target:
         with torch.inference_mode():
             t = torch.from_numpy(x)
             return ck.model(list(t)) if detector else ck.model(t)
-    return Target(f"{path} (torch eager)", run, ck.description.preprocess.input_size, f"torch {torch.__version__} CPU",
+    return Target(f"{path} (torch eager)", run, ck.description.preprocess.shape_range()[1],
+                  f"torch {torch.__version__} CPU",
                   preprocess=ck.description.preprocess, task=ck.description.task)
 
 
@@ -108,12 +109,17 @@ def percentiles(ms: list[float]) -> dict:
 
 
 def real_inputs(paths: list[str], target: Target, batch: int) -> np.ndarray:
-    """The first `batch` images (cycled) preprocessed as the target's model expects, at its input size."""
+    """The first `batch` images (cycled) preprocessed as the target's model expects, at its input size
+    (detectors: the first image, at its own fitted size)."""
     import dataclasses
 
     from ltdeploy.image_io import read_image
-    from ltdeploy.preprocess import preprocess_batch
+    from ltdeploy.preprocess import preprocess_batch, preprocess_image
 
+    if target.preprocess.resize == "fit":
+        if batch != 1:
+            raise SystemExit("error: detectors take one image at a time: use --batch 1")
+        return preprocess_image(read_image(paths[0]), target.preprocess)[None]
     cfg = dataclasses.replace(target.preprocess, input_size=target.input_size)
     return preprocess_batch([read_image(paths[i % len(paths)]) for i in range(batch)], cfg)
 

@@ -109,7 +109,31 @@ def match_detections(ref: dict, got: dict) -> tuple[int, float, float, float]:
     return unmatched + int((~used).sum()), box_diff, score_diff, mask_diff
 
 
+def parity_report(refs: list[dict], gots: list[dict], sizes: list[tuple[int, int]],
+                  min_score: float = 0.05) -> DetParityReport:
+    """Compare PyTorch's and ONNX Runtime's detections scoring >= min_score, image by image (input sizes
+    (h, w) scale the box differences), paired by label and box."""
+    compared = counts = 0
+    box_diff = score_diff = mask_diff = 0.0
+    for ref, got, size in zip(refs, gots, sizes):
+        ref = {k: v[ref["scores"] >= min_score] for k, v in ref.items()}
+        got = {k: v[got["scores"] >= min_score] for k, v in got.items()}
+        unmatched, b, sc, mk = match_detections(ref, got)
+        mask_diff = max(mask_diff, mk)
+        counts += unmatched
+        compared += len(ref["scores"])
+        box_diff = max(box_diff, b / max(size))
+        score_diff = max(score_diff, sc)
+    return DetParityReport(len(refs), compared, counts, box_diff, score_diff, mask_diff)
+
+
 @torch.no_grad()
+def torch_detections(model: LTDetector, images: list[np.ndarray]) -> list[dict]:
+    """PyTorch's raw detections (model-input pixels) for preprocessed images (3, h, w)."""
+    model.eval()
+    return [{k: v.numpy() for k, v in model.net([torch.from_numpy(img)])[0].items()} for img in images]
+
+
 def check_det_parity(onnx_path: str, model: LTDetector, images: list[np.ndarray],
                      min_score: float = 0.05) -> DetParityReport:
     """Compare the detections scoring >= min_score of each image (3, H, W float 0..1), paired by label
@@ -117,20 +141,5 @@ def check_det_parity(onnx_path: str, model: LTDetector, images: list[np.ndarray]
     compared separately (evaluate.py)."""
     backend = OnnxRuntimeBackend(onnx_path)
     name = backend.description.input_name
-    model.eval()
-    compared = counts = 0
-    box_diff = score_diff = mask_diff = 0.0
-    for img in images:
-        out = model.net([torch.from_numpy(img)])[0]
-        ref = {k: v.numpy() for k, v in out.items()}
-        got = backend.run({name: img[None]})
-        keep_ref, keep_got = ref["scores"] >= min_score, got["scores"] >= min_score
-        ref = {k: v[keep_ref] for k, v in ref.items()}
-        got = {k: v[keep_got] for k, v in got.items()}
-        unmatched, b, sc, mk = match_detections(ref, got)
-        mask_diff = max(mask_diff, mk)
-        counts += unmatched
-        compared += len(ref["scores"])
-        box_diff = max(box_diff, b / max(img.shape[1:]))
-        score_diff = max(score_diff, sc)
-    return DetParityReport(len(images), compared, counts, box_diff, score_diff, mask_diff)
+    gots = [backend.run({name: img[None]}) for img in images]
+    return parity_report(torch_detections(model, images), gots, [img.shape[1:] for img in images], min_score)
