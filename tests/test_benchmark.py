@@ -1,42 +1,47 @@
+import contextlib
+import io
 import json
 
-from conftest import PY, run
+import pytest
+
+from benchmarks.run_latency import main as latency
 
 
-def test_latency_benchmark_writes_table_and_json(models, tmp_path):
+def test_latency_benchmark_writes_table_and_json(models, tmp_path, capsys):
     out = tmp_path / "lat.json"
-    r = run(PY, "benchmarks/run_latency.py", "--engine", str(models["stage1_onnx"]), "--engine",
-            str(models["folded"]), "--torch", str(models["disalign"]), "--batch", "1,4", "--rounds", "1",
-            "--runs", "3", "--warmup", "1", "--json", str(out))
-    assert r.returncode == 0, r.stderr
+    assert latency(["--engine", str(models["stage1_onnx"]), "--engine", str(models["folded"]), "--torch",
+                    str(models["disalign"]), "--batch", "1,4", "--rounds", "1", "--runs", "3", "--warmup", "1",
+                    "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
     rows = doc["results"]
     assert len(rows) == 6 and {row["batch"] for row in rows} == {1, 4}
     first = [row for row in rows if row["engine"] == str(models["stage1_onnx"])]
     assert all(row["ratio_to_first"] == 1.0 for row in first)
     assert all(0 < row["p50"] <= row["p90"] <= row["p99"] for row in rows)
-    assert doc["environment"]["threads"] >= 1 and "p50 ms" in r.stdout
+    assert doc["environment"]["threads"] >= 1 and "p50 ms" in capsys.readouterr().out
 
 
-def test_latency_end_to_end_rows_include_decoding(models, images, tmp_path):
+def test_latency_end_to_end_rows_include_decoding(models, images, tmp_path, capsys):
     out = tmp_path / "e2e.json"
-    r = run(PY, "benchmarks/run_latency.py", "--engine", str(models["folded"]), "--batch", "1,2", "--rounds", "1",
-            "--runs", "3", "--warmup", "1", "--images", *images["good"], "--end-to-end", "--json", str(out))
-    assert r.returncode == 0, r.stderr
+    assert latency(["--engine", str(models["folded"]), "--batch", "1,2", "--rounds", "1", "--runs", "3",
+                    "--warmup", "1", "--images", *images["good"], "--end-to-end", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["results"]
     assert sorted((row["time"], row["batch"]) for row in rows) == [("end-to-end", 1), ("end-to-end", 2),
                                                                     ("engine", 1), ("engine", 2)]
     assert all(row["precision"] == "fp32" and row["provider"] == "CPUExecutionProvider" for row in rows)
-    r = run(PY, "benchmarks/run_latency.py", "--engine", str(models["folded"]), "--end-to-end")
-    assert r.returncode == 2 and "give --images" in r.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        latency(["--engine", str(models["folded"]), "--end-to-end"])
+    assert exit_.value.code == 2 and "give --images" in capsys.readouterr().err
 
 
 def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
+    from benchmarks.run_accuracy import main
+
     out = tmp_path / "acc"
-    argv = [PY, "benchmarks/run_accuracy.py", "--data", str(digits), "--out", str(out), "--seeds", "2",
-            "--methods", "disalign,logit-adjust", "--rhos", "0,1", "--stage1-epochs", "1", "--min-steps", "10"]
-    r = run(*argv)
-    assert r.returncode == 0, r.stderr
+    argv = ["--data", str(digits), "--out", str(out), "--seeds", "2", "--methods", "disalign,logit-adjust",
+            "--rhos", "0,1", "--stage1-epochs", "1", "--min-steps", "10"]
+    assert main(argv) == 0
     doc = json.loads((out / "table.json").read_text())
     assert set(doc["table"]) == {"stage1", "disalign", "logit-adjust"}
     mean, std = doc["table"]["disalign"]["top1"]
@@ -46,14 +51,17 @@ def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     for png in ("rho_curve.png", "disalign_per_class.png", "disalign_confusion.png", "disalign_sigma.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     stamp = (out / "seed0" / "stage1.pt").stat().st_mtime_ns
-    assert run(*argv).returncode == 0  # resumed: finished runs are reused, not retrained
+    assert main(argv) == 0  # resumed: finished runs are reused, not retrained
     assert (out / "seed0" / "stage1.pt").stat().st_mtime_ns == stamp
 
 
 def test_evaluate_writes_plots(models, digits, tmp_path):
-    r = run(PY, "training/evaluate.py", str(models["disalign"]), "--data", str(digits), "--compare",
-            str(models["stage1"]), "--plots", str(tmp_path))
-    assert r.returncode == 0, r.stderr
+    from training.evaluate import main
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main([str(models["disalign"]), "--data", str(digits), "--compare", str(models["stage1"]), "--plots",
+                     str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disalign_confusion.png", "disalign_per_class.png",
                                                          "disalign_sigma.png"]
-    assert r.stdout.count("\n") >= 4 and "stage1 " in r.stdout
+    assert printed.getvalue().count("\n") >= 4 and "stage1 " in printed.getvalue()

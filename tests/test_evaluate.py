@@ -1,15 +1,18 @@
+import contextlib
+import io
 import json
-
-from conftest import PY, run
 
 
 def test_checkpoint_and_onnx_give_the_same_numbers(models, digits, tmp_path):
+    from training.evaluate import main
+
     results = {}
     for name in ("disalign", "folded", "naive"):
         out = tmp_path / f"{name}.json"
-        r = run(PY, "training/evaluate.py", str(models[name]), "--data", str(digits), "--json", str(out))
-        assert r.returncode == 0, r.stderr
-        assert "many >" in r.stdout and "few <" in r.stdout
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert main([str(models[name]), "--data", str(digits), "--json", str(out)]) == 0
+        assert "many >" in printed.getvalue() and "few <" in printed.getvalue()
         results[name] = json.loads(out.read_text())
     ref = results["disalign"]
     assert len(ref["per_class"]) == 10 and 0 <= ref["top1"] <= 1
@@ -21,8 +24,6 @@ def test_checkpoint_and_onnx_give_the_same_numbers(models, digits, tmp_path):
 def test_disalign_moves_accuracy_toward_the_tail(models, digits):
     """Even a 3-epoch stage 1 is biased to the head; DisAlign must not lower few-shot accuracy."""
     from training.evaluate import main
-    import io
-    import contextlib
     rows = {}
     for name in ("stage1", "disalign"):
         buf = io.StringIO()
