@@ -112,6 +112,17 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
         sys.exit(1)
 
 
+def _input_shape(pp) -> str:
+    h, w = pp.input_size
+    return f"1 x 3 x h x w (h, w <= {pp.max_size})" if pp.resize == "fit" else f"N x 3 x {h} x {w}"
+
+
+def _resize_text(pp) -> str:
+    if pp.resize == "fit":
+        return f"short side to {pp.resize_short}, long side at most {pp.max_size}, aspect kept"
+    return f"short side to {pp.resize_short}, centre crop" if pp.resize == "crop" else "resized to the input size"
+
+
 @cli.command()
 @click.option("--engine", "-e", required=True, help="Engine file to describe.")
 @click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
@@ -151,10 +162,8 @@ def info(engine: str, device: str, as_json: bool) -> None:
         f"task:          {desc.task}, {desc.num_classes} classes "
         f"({top} {groups.count(top)}, {mid} {groups.count(mid)}, {low} {groups.count(low)}; "
         f"{top} > {desc.group_thresholds[0]}, {low} < {desc.group_thresholds[1]} {unit})",
-        f"input:         {desc.input_name} {'1' if desc.task == 'detection' else 'N'} x 3 x {pp.input_size[0]} x "
-        f"{pp.input_size[1]} {pp.color_order}, "
-        f"resize short side {pp.resize_short or 'none'} ({pp.interpolation}), mean {list(pp.mean)}, "
-        f"std {list(pp.std)}",
+        f"input:         {desc.input_name} {_input_shape(pp)} {pp.color_order}, {_resize_text(pp)} "
+        f"({pp.interpolation}), mean {list(pp.mean)}, std {list(pp.std)}",
         f"outputs:       {', '.join(desc.output_names)}",
         f"calibration:   {json.dumps(desc.calibration)}",
         f"provenance:    {json.dumps(desc.provenance)}",

@@ -1,6 +1,7 @@
-"""Image width and height read from the file header, before anything is decoded, and the pixel limit they are
-held to (decompression bombs: a few hundred KB of PNG can decode to gigabytes). OpenCV has no header-only call, so the five
-formats ltdeploy reads are parsed here; anything else returns None and is checked after decoding."""
+"""Image width and height read from the file header, before anything is decoded, and the pixel limit they
+are held to (decompression bombs: a few hundred KB of PNG can decode to gigabytes). OpenCV has no
+header-only call, so the five formats ltdeploy reads are parsed here; anything else returns None and is
+checked after decoding."""
 from __future__ import annotations
 
 import struct

@@ -172,9 +172,13 @@ def coco_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_coco_ids_masks_and_ap_survive_export(coco_run: dict) -> None:
     """COCO's sparse ids reach the description and the results; ONNX box and mask AP = PyTorch's."""
-    pt, ox = evaluate_detection(coco_run["pt"], coco_run["data"]), evaluate_detection(coco_run["onnx"], coco_run["data"])
+    pt = evaluate_detection(coco_run["pt"], coco_run["data"])
+    ox = evaluate_detection(coco_run["onnx"], coco_run["data"])
     assert ox["description"].class_ids == pt["description"].class_ids == [1, 18, 37, 53, 73, 90]
     assert pt["detections"] > 0
+    info = CliRunner().invoke(cli, ["info", "--engine", coco_run["onnx"]])
+    assert info.exit_code == 0 and "1 x 3 x h x w (h, w <= 64)" in info.output
+    assert "short side to 64, long side at most 64, aspect kept" in info.output
     for kind in ("box", "mask"):
         for k in ("AP", "AP50", "APr"):
             assert abs(pt[kind][k] - ox[kind][k]) <= 0.1, (kind, k, pt[kind][k], ox[kind][k])

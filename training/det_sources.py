@@ -53,7 +53,8 @@ class DetSource:
     def annotation_file(self, split: str) -> str:
         """The JSON file of a split; DatasetError when the dataset has none."""
         if split not in self.annotations:
-            raise DatasetError(f"this {self.layout} dataset has no {split} split (it has {', '.join(self.annotations)})")
+            raise DatasetError(f"this {self.layout} dataset has no {split} split (it has "
+                               f"{', '.join(self.annotations)})")
         return self.annotations[split]
 
     def load(self, split: str) -> dict:

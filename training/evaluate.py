@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model", help="checkpoint (.pt) or exported model (.onnx)")
     p.add_argument("--data", default=None, help="dataset folder (the layout is found from it)")
     p.add_argument("--val-ann", default=None, help="detection: a val JSON (LVIS / COCO) instead of --data")
-    p.add_argument("--images", default=None, help="detection: with --val-ann, the folder holding val2017/ (and train2017/)")
+    p.add_argument("--images", default=None,
+                   help="detection: with --val-ann, the folder holding val2017/ (and train2017/)")
     p.add_argument("--split", default=None, help="default: test (segmentation, detection: val)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--json", default=None, help="write the full result (per-class included) here")

@@ -37,7 +37,8 @@ def lvis_ground_truth(data: dict, train_image_counts: dict[int, int]) -> COCO:
     file gets each category's `frequency` from its training image count (category id → count) and, being
     labelled exhaustively, `neg_category_ids` = the categories absent from each image."""
     data = dict(data)
-    data["categories"] = [c if "frequency" in c else dict(c, frequency=lvis_frequency(train_image_counts.get(c["id"], 0)))
+    data["categories"] = [c if "frequency" in c else
+                          dict(c, frequency=lvis_frequency(train_image_counts.get(c["id"], 0)))
                           for c in data["categories"]]
     if any("neg_category_ids" not in im for im in data["images"]):
         present: dict[int, set[int]] = {im["id"]: set() for im in data["images"]}

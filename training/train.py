@@ -10,14 +10,15 @@ features unless --augment asks for augmented images through the frozen backbone 
 Methods: disalign (default), its ablations disalign-magnitude / disalign-margin, grw-classifier, crt,
 lws, tau-norm, ncm, logit-adjust.
 
-Segmentation data (the ADE20K layout: images/, annotations/, classes.txt) trains a segmenter instead
+Segmentation data (ADE20K as unzipped, or seg-lt: images/, annotations/, classes.txt) trains a segmenter instead
 (training/train_seg.py): `--backbone small_seg` (default) or a torchvision / LR-ASPP model, and stage 2
 calibrates every pixel (disalign and its two ablations):
 
     python training/train.py stage1 --data data/seg-lt --out runs/seg/stage1.pt --hflip
     python training/train.py stage2 --checkpoint runs/seg/stage1.pt --data data/seg-lt --out runs/seg/disalign.pt
 
-Detection data (LVIS / COCO JSON: annotations/{train,val}.json, images/{train,val}/) trains Faster R-CNN
+Detection data (LVIS v1, COCO 2017 or det-lt as laid out on disk, or --train-ann/--val-ann/--images; see
+docs/datasets.md) trains Faster R-CNN
 (or Mask R-CNN with --masks) with our RoI box branch (training/train_det.py); --pcb adds PCB's iterative head
 and soft targets, --rfs T repeat-factor sampling; stage 2 fits DisAlign on the foreground logits. Runs in
 one process or under `torchrun --nproc_per_node 2` (gloo):
