@@ -10,7 +10,9 @@ time, ONNX Runtime latency per image (engine p50 / p90, and the whole `ltdeploy 
 masks pasted at the photo's size), the runtime's peak resident memory, and how many (box, class)
 candidates reach the final NMS per image.
 
-Random weights leave one thing open that decides the cost: how many (box, class) scores clear the 1e-4
+Random weights are given BatchNorm statistics measured on the photos (otherwise a random ResNet-50's
+activations grow layer by layer until every score saturates to 0 or 1 and ties decide everything). They
+leave one thing open that decides the cost: how many (box, class) scores clear the 1e-4
 threshold. torchvision's initial head scores every class near 1 / (K + 1), all above it: the worst case,
 proposals x classes, counted in PyTorch only. The exported model gets a head shaped like a trained one:
 classifier weights drawn wider (std 0.3, so scores are decisive and parity is not decided by near-ties) and
@@ -51,8 +53,9 @@ def scenes(folder: str) -> list[str]:
     return paths
 
 
-def build(body: str, classes: int):
-    """A random-weight Mask R-CNN and its description (LVIS-like power-law image counts)."""
+def build(body: str, classes: int, masks: bool = True):
+    """A random-weight Mask R-CNN (Faster R-CNN without `masks`) and its description (LVIS-like power-law
+    image counts)."""
     import torch
 
     from ltdeploy.metadata import ModelDescription
@@ -60,12 +63,12 @@ def build(body: str, classes: int):
     from training.modeling.detector import DET_SIZES, LTDetector
 
     torch.manual_seed(0)
-    model = LTDetector(body=body, num_classes=classes, masks=True).eval()
+    model = LTDetector(body=body, num_classes=classes, masks=masks).eval()
     counts = np.maximum(1, np.round(1000 * 1000.0 ** (-np.arange(classes) / max(1, classes - 1)))).astype(int)
     desc = ModelDescription(task="detection", class_names=[f"class_{i}" for i in range(classes)],
                             class_counts=counts.tolist(), group_thresholds=(100, 11),
                             preprocess=PreprocessConfig.fit(*DET_SIZES[body]), input_name="images",
-                            output_names=["boxes", "labels", "scores", "masks"],
+                            output_names=["boxes", "labels", "scores"] + (["masks"] if masks else []),
                             calibration={"method": "none", "folded": "plain"},
                             provenance={"weights": "random (scale benchmark)", "model": body})
     return model, desc
@@ -115,6 +118,21 @@ def probe_runtime(path: str, photos: list[str], runs: int, timeout: float, outpu
     return json.loads(out.strip().splitlines()[-1])
 
 
+def calibrate_batchnorm(model, images: list[np.ndarray]) -> None:
+    """Set every BatchNorm's running statistics to those of the photos (cumulative average), then eval mode."""
+    import torch
+
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.net.backbone.train()
+    with torch.no_grad():
+        for x in images:
+            model.net.backbone(model.net.transform([torch.from_numpy(x)])[0].tensors)
+    model.eval()
+
+
 def trained_like(model, images: list[np.ndarray], fraction: float) -> float:
     """Widen the classifier weights and set the background bias so that `fraction` of the (proposal, class)
     scores on `images` clear the score threshold (bisection on the captured RoI logits); returns the bias."""
@@ -135,8 +153,8 @@ def trained_like(model, images: list[np.ndarray], fraction: float) -> float:
             for x in images:
                 model.net([torch.from_numpy(x)])
     logits = torch.cat(captured)
-    lo, hi = -20.0, 40.0
-    for _ in range(50):
+    lo, hi = -60.0, 60.0
+    for _ in range(60):
         bias = (lo + hi) / 2
         shifted = logits.clone()
         shifted[:, 0] += bias
@@ -148,7 +166,7 @@ def trained_like(model, images: list[np.ndarray], fraction: float) -> float:
 
 
 def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int, timeout: float,
-             fraction: float) -> dict:
+             fraction: float, masks: bool = True) -> dict:
     """Export, parity, candidates; then the runtime's latency and memory in a fresh process."""
     import torch
 
@@ -157,11 +175,12 @@ def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int,
     from ltdeploy.image_io import read_image
     from ltdeploy.preprocess import preprocess_image
 
-    model, desc = build(body, classes)
+    model, desc = build(body, classes, masks)
     images = [preprocess_image(read_image(p), desc.preprocess) for p in photos]
+    calibrate_batchnorm(model, images)
     uniform = count_candidates(model, images)
     bias = trained_like(model, images, fraction)
-    path = os.path.join(folder, f"{body}_{classes}.onnx")
+    path = os.path.join(folder, f"{body}_{classes}{'' if masks else '_boxes'}.onnx")
     start = time.perf_counter()
     export_detector(model, path, desc.preprocess.shape_range()[1], desc.input_name)
     embed_description(path, desc)
@@ -178,7 +197,7 @@ def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int,
         parity = {"ok": r.ok(), "compared": r.compared, "unmatched": r.unmatched,
                   "max_box_rel_diff": r.max_box_rel_diff, "max_score_diff": r.max_score_diff,
                   "max_mask_diff": r.max_mask_diff}
-    return {"body": body, "classes": classes, "min_size": desc.preprocess.resize_short,
+    return {"body": body, "classes": classes, "masks": masks, "min_size": desc.preprocess.resize_short,
             "max_size": desc.preprocess.max_size, "model_inputs": [list(x.shape[1:]) for x in images],
             "onnx_mb": round(os.path.getsize(path) / 1e6, 1), "export_s": round(export_s, 1),
             "parity": parity,
@@ -221,16 +240,20 @@ def measure(path: str, photos: list[str], runs: int, outputs: str) -> dict:
 
 
 def _parity(p: dict | None) -> str:
-    return "-" if p is None else f"{'ok' if p['ok'] else 'FAILED'} ({p['compared']} dets)"
+    if p is None:
+        return "-"
+    return (f"{p['compared']} dets, {p['unmatched']} unpaired, box {p['max_box_rel_diff']:.0e}, score "
+            f"{p['max_score_diff']:.0e}, mask {p['max_mask_diff']:.0e}")
 
 
 def table(rows: list[dict]) -> str:
     """A markdown table of the cases."""
-    head = ("| body | classes | model input | ONNX MB | export s | parity | NMS candidates / image (initial head) | "
+    head = ("| body | classes | model input | ONNX MB | export s | parity vs PyTorch (score >= 0.05) | "
+            "NMS candidates / image (initial head) | "
             "engine p50 / p90 ms | predict ms / image | runtime peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['body']} | {r['classes']} | {', '.join('x'.join(map(str, s[::-1])) for s in r['model_inputs'])} "
+        lines.append(f"| {r['body']}{'' if r['masks'] else ' (boxes only)'} | {r['classes']} | {', '.join('x'.join(map(str, s[::-1])) for s in r['model_inputs'])} "
                      f"| {r['onnx_mb']} | {r['export_s']} | {_parity(r['parity'])} | {', '.join(map(str, r['nms_candidates_per_image']))} "
                      f"({', '.join(map(str, r['nms_candidates_initial_head']))}) | "
                      + (f"{r['engine_ms']['p50']:.0f} / {r['engine_ms']['p90']:.0f} | "
@@ -247,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classes", default="1203,50")
     p.add_argument("--runs", type=int, default=3, help="timed passes over the photos")
     p.add_argument("--timeout", type=float, default=900, help="seconds the runtime probe of one case may take")
+    p.add_argument("--no-masks", action="store_true", help="Faster R-CNN instead (what the mask branch costs)")
     p.add_argument("--fraction", type=float, default=0.034,
                    help="share of (box, class) pairs scoring above 1e-4 in the exported head")
     p.add_argument("--measure", nargs="+", metavar="PATH", help=argparse.SUPPRESS)  # the runtime probe
@@ -265,15 +289,17 @@ def main(argv: list[str] | None = None) -> int:
     for body in args.bodies.split(","):
         for classes in (int(c) for c in args.classes.split(",")):
             print(f"{body}, {classes} classes ...", file=sys.stderr, flush=True)
-            rows.append(run_case(body, classes, photos, args.out, args.runs, args.timeout, args.fraction))
+            rows.append(run_case(body, classes, photos, args.out, args.runs, args.timeout, args.fraction,
+                                 not args.no_masks))
             print(table(rows[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     import onnxruntime
     doc = {"threads": threads, "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
            "photos": [os.path.basename(p) for p in photos], "weights": "random", "fraction": args.fraction,
            "rows": rows}
-    with open(os.path.join(args.out, "lvis_scale.json"), "w") as f:
+    stem = "lvis_scale" + ("_boxes" if args.no_masks else "")
+    with open(os.path.join(args.out, f"{stem}.json"), "w") as f:
         json.dump(doc, f, indent=1)
-    with open(os.path.join(args.out, "lvis_scale.md"), "w") as f:
+    with open(os.path.join(args.out, f"{stem}.md"), "w") as f:
         f.write(table(rows) + "\n")
     print(table(rows))
     return 0

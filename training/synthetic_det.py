@@ -105,15 +105,17 @@ def render_scene(shape_hw: tuple[int, int], cats: list[int], names: list[str], r
 
 
 def _split_plan(split: str, n_images: int, counts: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
-    """Categories to draw per image: train from the per-category image counts, val uniform (3-5 each)."""
+    """Categories to draw per image: train from the per-category image counts, rarest first (an object that
+    finds no room is left out, and a frequent one can spare an image where a rare one cannot), val uniform
+    (3-5 each)."""
     plan: list[list[int]] = [[] for _ in range(n_images)]
     if split == "train":
         for c, n in enumerate(counts):
             for i in rng.choice(n_images, size=min(int(n), n_images), replace=False):
                 plan[i].append(c)
-    else:
-        for i in range(n_images):
-            plan[i] = [int(c) for c in rng.choice(len(counts), size=int(rng.integers(3, 6)), replace=False)]
+        return [sorted(p, reverse=True) for p in plan]  # categories are in rank order: the last is the rarest
+    for i in range(n_images):
+        plan[i] = [int(c) for c in rng.choice(len(counts), size=int(rng.integers(3, 6)), replace=False)]
     return [[int(c) for c in rng.permutation(p)] for p in plan]
 
 
