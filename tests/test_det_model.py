@@ -115,3 +115,22 @@ def test_stage2_trains_only_the_calibrator(detector: LTDetector) -> None:
     model.train()
     assert not model.net.backbone.body["0"][1].training  # BatchNorm stays frozen
     assert model.net.roi_heads.training  # RoI sampling and losses still run
+
+
+def test_a_detector_saved_before_the_shared_preprocessing_still_loads(tmp_path) -> None:
+    """Its torchvision transform resized the long side to `image_size` inside the model: the 'fit' geometry."""
+    from ltdeploy.metadata import ModelDescription
+    from ltdeploy.preprocess import PreprocessConfig
+    from training.checkpoint import FORMAT, read_checkpoint
+
+    desc = ModelDescription("detection", [f"c{i}" for i in range(5)], [200, 50, 20, 5, 1], (100, 11),
+                            PreprocessConfig((64, 64), 0, "bilinear", (0.0,) * 3, (1.0,) * 3), "images",
+                            ["boxes", "labels", "scores"]).to_dict()
+    desc["schema"] = "ltdeploy.model/1"
+    del desc["class_ids"], desc["preprocess"]["resize"], desc["preprocess"]["max_size"]
+    detector = LTDetector(body="mobilenet_v3_fpn", num_classes=5)
+    arch = {**detector.arch, "image_size": 64, "calibrator": None}
+    torch.save({"format": FORMAT, "arch": arch, "state_dict": detector.state_dict(), "description": desc,
+                "history": {}}, tmp_path / "old.pt")
+    ck = read_checkpoint(str(tmp_path / "old.pt"))
+    assert ck.description.preprocess == PreprocessConfig.fit(64, 64) and ck.description.class_ids == [1, 2, 3, 4, 5]
