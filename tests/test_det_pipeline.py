@@ -23,7 +23,9 @@ from export.to_onnx import main as export_main
 from ltdeploy.cli import cli
 from ltdeploy.image_io import read_image
 from training.checkpoint import read_checkpoint, save_checkpoint
-from training.det_evaluate import evaluate_detection
+from training.det_data import LVISDataset
+from training.det_engine import detect
+from training.det_evaluate import evaluate_detection, onnx_detections
 from training.det_sources import resolve_det_source
 from training.make_data import main as make_data
 from training.train import main as train_main
@@ -101,6 +103,26 @@ def test_onnx_ap_equals_pytorch_ap(det_run: dict, det_onnx: str) -> None:
     for k in ("AP", "AP50", "APr", "APc"):
         assert abs(pt["box"][k] - ox["box"][k]) <= 0.1
     assert ox["description"].calibration["folded"] == "affine"
+
+
+def test_checkpoint_and_onnx_detect_the_same_on_every_image(det_run: dict, det_onnx: str) -> None:
+    """Image by image, in the photos' pixels: evaluation's PyTorch path is the runtime's (one image at a time,
+    the same fitted resize and the same way back), not a padded batch of mixed shapes."""
+    ck = read_checkpoint(det_run["sharp"])
+    val = LVISDataset(resolve_det_source(det_run["data"]), "val", ck.description.preprocess)
+    assert len({tuple(val[i][0].shape) for i in range(len(val))}) >= 3
+    by_image: dict = {}
+    for source, dets in (("pt", detect(ck.model, val)), ("onnx", onnx_detections(det_onnx, val))):
+        for d in dets:
+            if d["score"] >= 0.05:
+                by_image.setdefault(d["image_id"], {"pt": [], "onnx": []})[source].append(d)
+    assert by_image
+    def arrays(dets: list[dict]) -> dict:
+        return {"boxes": np.array([d["bbox"] for d in dets]).reshape(-1, 4), "scores": np.array([d["score"] for d in dets]),
+                "labels": np.array([d["category_id"] for d in dets])}
+    for image_id, pair in by_image.items():
+        unmatched, box, score, _ = match_detections(arrays(pair["pt"]), arrays(pair["onnx"]))
+        assert unmatched == 0 and box <= 1e-2 and score <= 1e-4, (image_id, unmatched, box, score)
 
 
 def test_match_detections_pairs_by_label_and_box() -> None:

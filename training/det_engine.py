@@ -135,18 +135,21 @@ def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> lis
 
 
 @torch.no_grad()
-def detect(model: LTDetector, dataset: LVISDataset, batch_size: int = 8, desc: str = "detect") -> list[dict]:
+def detect(model: LTDetector, dataset: LVISDataset, desc: str = "detect") -> list[dict]:
     """COCO-results detections of a whole split in the images' pixels (mapped back with the preprocessing's
-    geometry, as `ltdeploy predict` does), model in eval mode."""
+    geometry, as `ltdeploy predict` does), model in eval mode.
+
+    One image at a time, as the exported graph runs: a batch pads every image to the largest one, and the
+    padding changes the features near a smaller image's bottom and right edges.
+    """
     model.eval()
     results = []
-    for start in tqdm(range(0, len(dataset), batch_size), desc=desc, unit="batch", leave=False):
-        items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        outputs = model([img for img, _ in items])
-        for (_, target), out in zip(items, outputs):
-            geo = dataset.preprocess.geometry(*target["orig_size"])
-            dets = to_image({k: v.numpy() for k, v in out.items()}, geo)
-            results += to_coco_results(dets, target["image_id"], dataset.class_ids)
+    for i in tqdm(range(len(dataset)), desc=desc, unit="img", leave=False):
+        image, target = dataset[i]
+        out = model([image])[0]
+        geo = dataset.preprocess.geometry(*target["orig_size"])
+        dets = to_image({k: v.numpy() for k, v in out.items()}, geo)
+        results += to_coco_results(dets, target["image_id"], dataset.class_ids)
     return results
 
 
