@@ -1,12 +1,12 @@
 """Detection export: the whole torchvision detector (normalise, RPN, RoI branch with every PCB pass,
-per-class NMS, masks pasted onto the input) as one ONNX graph, and its parity check.
+the candidate cap, per-class NMS, the mask head) as one ONNX graph, and its parity check.
 
 The graph takes one RGB image (1, 3, h, w) in 0..1 as the model's preprocessing resized it (any h and w:
 short side to min_size, long side at most max_size) and returns boxes (N, 4) xyxy in those input pixels,
-labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, h, w) as probabilities; the
-preprocessing's Geometry maps them back to the photo.
-N <= 300. There is no candidate cap before NMS beyond torchvision's score threshold (1e-4): every class of
-every proposal above it goes into per-class NMS, so rare classes are not cut early.
+labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, 28, 28): each box's mask probabilities.
+The preprocessing's Geometry maps the boxes back to the photo and `ltdeploy.masks` pastes the masks there;
+the graph holds no loop (TensorRT cannot build torchvision's mask-pasting loop, whose output grows).
+N <= 300; before NMS the candidates are capped as `training.modeling.candidates` describes.
 """
 from __future__ import annotations
 
@@ -21,9 +21,31 @@ from torchvision.ops import poolers
 
 from export.onnx_export import OPSET
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
+from training.modeling.candidates import CandidateCap
 from training.modeling.detector import LTDetector
 
 DET_OUTPUTS = ("boxes", "labels", "scores", "masks")
+
+
+def set_candidate_cap(model: LTDetector, per_class: int | None, total: int | None) -> None:
+    """Override the detector's candidate cap where given (None keeps the checkpoint's)."""
+    heads = model.net.roi_heads
+    cap = heads.candidate_cap
+    heads.candidate_cap = CandidateCap(cap.per_class if per_class is None else per_class,
+                                       cap.total if total is None else total)
+    model.arch = dict(model.arch, candidates_per_class=heads.candidate_cap.per_class,
+                      candidates=heads.candidate_cap.total)
+
+
+def detection_postprocess(model: LTDetector) -> dict:
+    """What happens between the RoI head and the outputs, for the model description and `ltdeploy info`."""
+    heads = model.net.roi_heads
+    out = {"score_threshold": float(heads.score_thresh), "candidates_per_class": heads.candidate_cap.per_class,
+           "candidates": heads.candidate_cap.total, "nms_iou": float(heads.nms_thresh),
+           "detections": int(heads.detections_per_img)}
+    if model.arch.get("masks"):
+        out["masks"] = "box"  # (N, 1, 28, 28) probabilities in each box, pasted by the runtime
+    return out
 
 
 def merge_levels_by_gather(levels: torch.Tensor, unmerged: list[torch.Tensor]) -> torch.Tensor:
@@ -56,8 +78,6 @@ def export_detector(model: LTDetector, path: str, input_size: tuple[int, int], i
     graph = DetectorGraph(model).eval()
     names = list(DET_OUTPUTS[:4 if graph.masks else 3])
     axes = {input_name: {2: "height", 3: "width"}, **{n: {0: "detections"} for n in names}}
-    if graph.masks:
-        axes["masks"].update({2: "height", 3: "width"})
     dummy = torch.rand(1, 3, *input_size)
     with warnings.catch_warnings(), mock.patch.object(poolers, "_onnx_merge_levels", merge_levels_by_gather):
         warnings.simplefilter("ignore")

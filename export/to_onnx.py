@@ -20,11 +20,13 @@ import tempfile
 from typing import Callable
 
 import numpy as np
+import onnx
 
 from export.onnx_export import export_description, embed_description, export_module, op_counts
-from export.det_export import check_det_parity, export_detector
+from export.det_export import check_det_parity, detection_postprocess, export_detector, set_candidate_cap
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
+from ltdeploy.graph_check import trt_blockers
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_batch, preprocess_image
 from training.checkpoint import file_sha256, read_checkpoint
@@ -67,14 +69,20 @@ def seg_chunk(num_classes: int, size: tuple[int, int], budget: int = 256 << 20) 
 
 
 def verified_write(output: str, write: Callable[[str], bool]) -> int:
-    """Run write(tmp) on a temporary file beside `output`; move it into place only if it returns True.
-    Returns 0 on success, 1 otherwise (nothing half-written is left behind)."""
+    """Run write(tmp) on a temporary file beside `output`; move it into place only if it returns True and
+    the graph holds nothing TensorRT cannot build. Returns 0 on success, 1 otherwise (nothing half-written
+    is left behind)."""
     out_dir = os.path.dirname(os.path.abspath(output))
     os.makedirs(out_dir, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
     os.close(fd)
     try:
         if not write(tmp):
+            return 1
+        blockers = trt_blockers(onnx.load(tmp, load_external_data=False))
+        if blockers:
+            print(f"error: the graph holds what TensorRT cannot build ({'; '.join(blockers)[:300]}); nothing "
+                  "written", file=sys.stderr)
             return 1
         os.replace(tmp, output)
         return 0
@@ -97,7 +105,9 @@ def detection_source(args: argparse.Namespace, provenance: dict) -> DetSource:
 
 def export_detection(args: argparse.Namespace, ck, module, fold: str) -> int:
     """Detection: export the whole detector, check the top detections against PyTorch, move into place."""
-    desc = ck.description
+    for model in (ck.model, module):
+        set_candidate_cap(model, args.candidates_per_class, args.candidates)
+    desc = dataclasses.replace(ck.description, postprocess=detection_postprocess(module))
     split = args.split or "val"
     count = min(args.verify_images, 50) if args.verify_images > 0 else 0
     try:
@@ -142,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default=None, help="verification split (default: test; segmentation: val)")
     p.add_argument("--verify-images", type=int, default=256, help="images checked (0: the whole split)")
     p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    p.add_argument("--candidates-per-class", type=int, default=None,
+                   help="detection: per-class cap on candidates before NMS (default: the checkpoint's; 0: none)")
+    p.add_argument("--candidates", type=int, default=None,
+                   help="detection: cap on (box, class) candidates per image before NMS (default: the "
+                        "checkpoint's, 3840; 2000 for TensorRT on SM 5.3 / 6.2; 0: none, not buildable)")
     args = p.parse_args(argv)
 
     try:

@@ -123,6 +123,15 @@ def _resize_text(pp) -> str:
     return f"short side to {pp.resize_short}, centre crop" if pp.resize == "crop" else "resized to the input size"
 
 
+def _postprocess_text(post: dict) -> str:
+    caps = [f"{post['candidates_per_class']} per class" if post.get("candidates_per_class") else "",
+            f"{post['candidates']} per image" if post.get("candidates") else ""]
+    cap = " and ".join(c for c in caps if c) or "uncapped"
+    text = (f"scores > {post.get('score_threshold')}, candidates before NMS {cap}, per-class NMS at IoU "
+            f"{post.get('nms_iou')}, {post.get('detections')} detections")
+    return text + ("; masks 28 x 28 per box, pasted at the image's pixels" if post.get("masks") else "")
+
+
 @cli.command()
 @click.option("--engine", "-e", required=True, help="Engine file to describe.")
 @click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
@@ -165,6 +174,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
         f"input:         {desc.input_name} {_input_shape(pp)} {pp.color_order}, {_resize_text(pp)} "
         f"({pp.interpolation}), mean {list(pp.mean)}, std {list(pp.std)}",
         f"outputs:       {', '.join(desc.output_names)}",
+        *([f"postprocess:   {_postprocess_text(desc.postprocess)}"] if desc.postprocess else []),
         f"calibration:   {json.dumps(desc.calibration)}",
         f"provenance:    {json.dumps(desc.provenance)}",
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ltdeploy.masks import MaskPatch, paste_masks
 from ltdeploy.preprocess import Geometry
 
 
@@ -16,11 +17,12 @@ def select(outputs: dict[str, np.ndarray], score_threshold: float, max_detection
     return {k: v[keep] for k, v in outputs.items()}
 
 
-def to_image(dets: dict[str, np.ndarray], geometry: Geometry) -> dict[str, np.ndarray]:
-    """Boxes (and mask probabilities) from model-input pixels to the image's pixels (masks binary, H x W)."""
+def to_image(dets: dict[str, np.ndarray], geometry: Geometry) -> dict:
+    """Boxes from model-input pixels to the image's pixels; each box's mask probabilities (N, 1, M, M), if any,
+    pasted into it at the image's own resolution (a list of MaskPatch)."""
     out = dict(dets, boxes=geometry.boxes_to_image(dets["boxes"]))
     if "masks" in dets:
-        out["masks"] = geometry.masks_to_image(dets["masks"])
+        out["masks"] = paste_masks(dets["masks"], out["boxes"], geometry.image_size)
     return out
 
 
@@ -36,12 +38,13 @@ def mask_to_rle(mask: np.ndarray) -> dict:
 
 
 def draw(rgb: np.ndarray, boxes: np.ndarray, captions: list[str], colours: np.ndarray,
-         masks: np.ndarray | None = None, alpha: float = 0.45) -> np.ndarray:
+         masks: list[MaskPatch] | None = None, alpha: float = 0.45) -> np.ndarray:
     """The image with each detection's mask tinted, its box outlined and its caption on a filled tag."""
     out = rgb.copy()
-    if masks is not None:
-        for m, c in zip(masks, colours):
-            out[m] = ((1 - alpha) * out[m] + alpha * c).astype(np.uint8)
+    for m, c in zip(masks or [], colours):
+        h, w = m.bits.shape
+        region = out[m.top:m.top + h, m.left:m.left + w]
+        region[m.bits] = ((1 - alpha) * region[m.bits] + alpha * c).astype(np.uint8)
     scale = max(0.35, min(out.shape[:2]) / 640)
     thick = max(1, round(scale * 2))
     for (x0, y0, x1, y1), text, c in zip(boxes.round().astype(int), captions, colours):

@@ -43,6 +43,7 @@ class ModelDescription:
     calibration: dict = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
     class_ids: list[int] = field(default_factory=list)  # empty → 0..K-1 (detection: 1..K)
+    postprocess: dict = field(default_factory=dict)  # detection: score threshold, candidate caps, NMS, masks
 
     def __post_init__(self) -> None:
         if not self.class_ids:
@@ -82,7 +83,7 @@ class ModelDescription:
                 "group_thresholds": list(self.group_thresholds), "groups": self.groups,
                 "preprocess": self.preprocess.to_dict(), "input_name": self.input_name,
                 "output_names": list(self.output_names), "calibration": self.calibration,
-                "provenance": self.provenance}
+                "provenance": self.provenance, "postprocess": self.postprocess}
 
     def to_json(self) -> str:
         """Compact JSON text."""
@@ -103,7 +104,7 @@ class ModelDescription:
                                 "`python export/to_onnx.py`")
         fields = {"schema", "task", "class_names", "class_counts", "group_thresholds", "groups", "preprocess",
                   "input_name", "output_names", "calibration", "provenance"} | (set() if legacy else {"class_ids"})
-        missing, unknown = fields - data.keys(), data.keys() - fields
+        missing, unknown = fields - data.keys(), data.keys() - fields - {"postprocess"}
         if missing or unknown:
             raise MetadataError(f"{source}: description is missing {sorted(missing)} / has unknown "
                                 f"{sorted(unknown)}")
@@ -114,7 +115,8 @@ class ModelDescription:
                        preprocess=PreprocessConfig.from_dict(data["preprocess"], legacy=legacy),
                        input_name=str(data["input_name"]), output_names=[str(n) for n in data["output_names"]],
                        calibration=dict(data["calibration"]), provenance=dict(data["provenance"]),
-                       class_ids=[int(i) for i in data.get("class_ids", [])])
+                       class_ids=[int(i) for i in data.get("class_ids", [])],
+                       postprocess=dict(data.get("postprocess", {})))
         except MetadataError as exc:
             raise MetadataError(f"{source}: {exc}") from None
         except (TypeError, ValueError, IndexError) as exc:

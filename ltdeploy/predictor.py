@@ -100,7 +100,7 @@ class Predictor:
         idx = dets["labels"].astype(int) - 1  # the graph numbers classes 1..K (0 is background)
         masks = dets.get("masks")
         objects = [DetectedObject(int(i), names[i], float(sc), self._groups[i], tuple(float(v) for v in b),
-                                  mask_to_rle(masks[j]) if masks is not None else None, ids[i])
+                                  mask_to_rle(masks[j].full()) if masks is not None else None, ids[i])
                    for j, (i, sc, b) in enumerate(zip(idx, dets["scores"], dets["boxes"]))]
         files = {}
         if self.save_dir:

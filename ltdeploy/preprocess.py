@@ -63,22 +63,6 @@ class Geometry:
                for m in masks]
         return np.ascontiguousarray(np.stack(out)[:, top:top + h, left:left + w])
 
-    def masks_to_image(self, probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
-        """Mask probabilities (N, [1,] h, w) at the model input → binary masks (N, H, W) at the image's size
-        (bilinear, then thresholded; what the crop cut off stays empty)."""
-        (ih, iw), (rh, rw), (top, left) = self.image_size, self.resized, self.offset
-        probs = np.asarray(probs, np.float32)
-        probs = probs.reshape(len(probs), *probs.shape[-2:])
-        out = np.zeros((len(probs), ih, iw), bool)
-        for i, p in enumerate(probs):
-            canvas = p
-            if (top, left) != (0, 0) or p.shape != (rh, rw):
-                canvas = np.zeros((rh, rw), np.float32)
-                canvas[top:top + p.shape[0], left:left + p.shape[1]] = p
-            out[i] = cv2.resize(canvas, (iw, ih), interpolation=cv2.INTER_LINEAR) >= threshold \
-                if (rh, rw) != (ih, iw) else canvas >= threshold
-        return out
-
     def labels_to_image(self, labels: np.ndarray) -> np.ndarray:
         """A label map (h, w) at the model input → (H, W) at the image's size (nearest neighbour)."""
         (ih, iw), (rh, rw), (top, left) = self.image_size, self.resized, self.offset

@@ -134,3 +134,48 @@ def test_a_detector_saved_before_the_shared_preprocessing_still_loads(tmp_path) 
                 "history": {}}, tmp_path / "old.pt")
     ck = read_checkpoint(str(tmp_path / "old.pt"))
     assert ck.description.preprocess == PreprocessConfig.fit(64, 64) and ck.description.class_ids == [1, 2, 3, 4, 5]
+
+
+def _head_inputs(heads, classes: int, proposals: int = 400):
+    torch.manual_seed(0)
+    corner = torch.rand(proposals, 2) * 100
+    boxes = torch.cat([corner, corner + 4 + torch.rand(proposals, 2) * 40], 1)
+    logits = torch.randn(proposals, classes + 1) * 3
+    return logits, torch.randn(proposals, (classes + 1) * 4) * 0.1, [boxes], [(128, 160)]
+
+
+def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> None:
+    """With both caps at 0 the post-processing is torchvision's own; with caps, per-class NMS sees at most
+    `per_class` boxes of a class and `total` in all, the best-scoring ones."""
+    from unittest import mock
+
+    from torchvision.models.detection.roi_heads import RoIHeads
+    from torchvision.ops import boxes as box_ops
+
+    from training.modeling.candidates import CandidateCap
+
+    model = LTDetector(body="lite0_fpn", num_classes=20).eval()
+    heads = model.net.roi_heads
+    args = _head_inputs(heads, 20)
+    heads.candidate_cap = CandidateCap(0, 0)
+    ours, ref = heads.postprocess_detections(*args), RoIHeads.postprocess_detections(heads, *args)
+    for a, b in zip(ours, ref):
+        assert torch.equal(a[0], b[0])
+    seen, nms = [], box_ops.batched_nms
+
+    def spy(boxes, scores, idxs, iou):
+        seen.append((scores.clone(), idxs.clone()))
+        return nms(boxes, scores, idxs, iou)
+
+    uncapped_scores = F.softmax(args[0], -1)[:, 1:]
+    for cap in (CandidateCap(5, 0), CandidateCap(0, 60), CandidateCap(5, 60)):
+        heads.candidate_cap, seen[:] = cap, []
+        with mock.patch("training.modeling.det_heads.box_ops.batched_nms", spy):
+            heads.postprocess_detections(*args)
+        scores, labels = seen[0]
+        if cap.per_class:
+            assert torch.bincount(labels).max() <= cap.per_class
+        if cap.total:
+            assert len(scores) == cap.total
+            kept = uncapped_scores.topk(cap.per_class, 0).values if cap.per_class else uncapped_scores
+            assert torch.allclose(scores, kept.flatten().topk(cap.total).values)  # the best ones, in order

@@ -14,13 +14,17 @@ import sys
 
 import cv2
 import numpy as np
+import onnx
 import pytest
 import torch
 from click.testing import CliRunner
 
 from export.det_export import match_detections
 from export.to_onnx import main as export_main
+from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.cli import cli
+from ltdeploy.detect import mask_to_rle, select, to_image
+from ltdeploy.preprocess import preprocess_image
 from ltdeploy.image_io import read_image
 from training.checkpoint import read_checkpoint, save_checkpoint
 from training.det_data import LVISDataset
@@ -230,8 +234,9 @@ def test_predict_on_photo_sized_inputs_maps_back_to_their_pixels(coco_run: dict,
     assert r.exit_code == 0, r.output
     results = json.loads(r.output)["results"]
     coco_ids = {c["id"] for c in source.load("train")["categories"]}
-    ious = []
-    for lo, hi, (h, w) in zip(results[:2], results[2:], [(480, 640), (640, 480)]):
+    backend = OnnxRuntimeBackend(coco_run["onnx"])
+    pp = backend.description.preprocess
+    for lo, hi, photo, (h, w) in zip(results[:2], results[2:], big, [(480, 640), (640, 480)]):
         assert (hi["height"], hi["width"]) == (h, w)
         assert cv2.imread(hi["files"]["image"]).shape == (h, w, 3)
         assert len(lo["detections"]) == len(hi["detections"]) > 0
@@ -239,20 +244,14 @@ def test_predict_on_photo_sized_inputs_maps_back_to_their_pixels(coco_run: dict,
             assert a["category_id"] == b["category_id"] and a["category_id"] in coco_ids
             assert np.allclose(np.array(a["bbox"]) * 10, b["bbox"], atol=0.05)
             assert b["segmentation"]["size"] == [h, w] and sum(b["segmentation"]["counts"]) == h * w
-            lo_mask, hi_mask = _decode_rle(a["segmentation"]), _decode_rle(b["segmentation"])
-            # The photo's mask is pasted at ten times the resolution; averaged back over 10x10 blocks it is the
-            # small image's mask up to the pixels its coarser paste rounds at the edges.
-            back = hi_mask.reshape(lo_mask.shape[0], 10, lo_mask.shape[1], 10).mean(axis=(1, 3)) >= 0.5
-            union = (back | lo_mask).sum()
-            ious.append(1.0 if union == 0 else (back & lo_mask).sum() / union)
-    assert np.median(ious) >= 0.8 and np.min(ious) >= 0.4, (np.min(ious), np.median(ious))
-
-
-def _decode_rle(rle: dict) -> np.ndarray:
-    """Uncompressed COCO RLE (column-major runs starting with background) to a boolean mask."""
-    h, w = rle["size"]
-    flat = np.repeat(np.arange(len(rle["counts"])) % 2 == 1, rle["counts"])
-    return flat.reshape(w, h).T
+        # the photo's masks are the graph's box masks pasted at the photo's own pixels, not the small image's
+        # masks blown up
+        dets = select(backend.run({"images": preprocess_image(read_image(photo), pp)[None]}), 0.05, 100)
+        expected = [mask_to_rle(m.full()) for m in to_image(dets, pp.geometry(h, w))["masks"]]
+        assert expected == [d["segmentation"] for d in hi["detections"]]
+        areas = [sum(d["segmentation"]["counts"][1::2]) for d in hi["detections"]]
+        small_areas = [sum(d["segmentation"]["counts"][1::2]) for d in lo["detections"]]
+        assert 50 <= sum(areas) / max(sum(small_areas), 1) <= 200
 
 
 def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str, tmp_path) -> None:
@@ -307,3 +306,22 @@ def test_triton_repository_for_the_detector(det_onnx: str, det_run: dict, tmp_pa
     for s, lo in zip(served, local):
         assert s["category_id"] == lo["category_id"] and abs(s["score"] - lo["score"]) < 1e-5
         assert np.allclose(s["bbox"], lo["bbox"], atol=1e-3)
+
+
+def test_exported_detectors_hold_no_loop_and_record_their_candidate_cap(det_onnx: str, coco_run: dict) -> None:
+    """Faster R-CNN with PCB and Mask R-CNN without: no Loop at all (masks leave as 28 x 28 per box), and the
+    description records the cap every runtime applies."""
+    from export.onnx_export import op_counts
+    from ltdeploy.graph_check import trt_blockers
+    from ltdeploy.metadata import METADATA_KEY, ModelDescription
+
+    for path in (det_onnx, coco_run["onnx"]):
+        model = onnx.load(path)
+        assert trt_blockers(model) == [] and "Loop" not in op_counts(path) and "Scan" not in op_counts(path)
+        desc = ModelDescription.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+        assert desc.postprocess["candidates"] == 3840 and desc.postprocess["candidates_per_class"] == 300
+    masks = [o for o in onnx.load(coco_run["onnx"]).graph.output if o.name == "masks"][0]
+    assert [d.dim_value for d in masks.type.tensor_type.shape.dim][1:] == [1, 28, 28]
+    info = CliRunner().invoke(cli, ["info", "--engine", coco_run["onnx"]])
+    assert "candidates before NMS 300 per class and 3840 per image" in info.output
+    assert "masks 28 x 28 per box" in info.output

@@ -6,6 +6,7 @@ import torch
 from export.to_onnx import main as export_main
 from export.to_onnx import verification_batch
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
+from ltdeploy.graph_check import trt_blockers
 from training import load_checkpoint, read_checkpoint
 from training.data_lists import read_split
 
@@ -36,6 +37,7 @@ def test_folded_graph_has_one_gemm_no_batchnorm_and_metadata(models):
     graph = onnx.load(str(models["folded"]))
     ops = [n.op_type for n in graph.graph.node]
     assert ops.count("Gemm") == 1 and "BatchNormalization" not in ops
+    assert not {"Loop", "Scan"} & set(ops) and trt_blockers(graph) == []
     naive_ops = [n.op_type for n in onnx.load(str(models["naive"])).graph.node]
     assert naive_ops.count("Gemm") == 2  # classifier and confidence apart
     backend = OnnxRuntimeBackend(str(models["folded"]))

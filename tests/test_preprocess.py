@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ltdeploy.detect import to_image
 from ltdeploy.errors import MetadataError
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 
@@ -63,16 +64,17 @@ def test_geometry_maps_boxes_and_masks_back_to_the_image():
     model = geo.boxes_to_model(boxes)
     np.testing.assert_allclose(model, boxes * 800 / 480, rtol=1e-3)
     np.testing.assert_allclose(geo.boxes_to_image(model), boxes, atol=1e-9)
-    probs = np.zeros((1, 1, 800, 1067), np.float32)
-    probs[0, 0, 100:300, 200:400] = 1
-    mask = geo.masks_to_image(probs)
-    assert mask.shape == (1, 480, 640) and mask[0, 60:180, 120:240].all() and mask.sum() == pytest.approx(
-        120 * 120, rel=0.03)
+    # a detection's 28 x 28 mask probabilities are pasted into its box at the image's own pixels
+    dets = to_image({"boxes": model, "scores": np.ones(1), "labels": np.ones(1), "masks": np.ones((1, 1, 28, 28))},
+                    geo)
+    mask = dets["masks"][0].full()
+    assert mask.shape == (480, 640) and mask[40:450, 30:310].all() and not mask[:18].any() and not mask[:, 333:].any()
+    assert mask.sum() == pytest.approx(320 * 450, rel=0.02)
     crop = CFG.geometry(16, 32)  # crop: what the centre crop cut off stays empty on the way back
-    back = crop.masks_to_image(np.ones((1, 4, 6), np.float32))
+    back = crop.labels_to_image(np.ones((4, 6), np.uint8))
     # 16x32 → 8x16, crop rows 2..6 and columns 5..11, which are rows 4..12 and columns 10..22 of the image
-    assert back.shape == (1, 16, 32) and back[0, 5:11, 11:21].all()
-    assert not back[0, :3].any() and not back[0, :, :9].any() and not back[0, :, 23:].any()
+    assert back.shape == (16, 32) and back[5:11, 11:21].all()
+    assert not back[:3].any() and not back[:, :9].any() and not back[:, 23:].any()
 
 
 def test_legacy_fields_read_as_crop_or_stretch():

@@ -57,6 +57,9 @@ def test_description_and_calibration_are_in_the_onnx(seg_runs):
     assert desc.calibration["method"] == "disalign" and desc.calibration["per_pixel"]
     assert set(desc.groups) <= {"head", "body", "tail"} and desc.preprocess.resize_short == 0
     assert load_backend(str(paths["labels"])).description.output_names == ["labels"]
+    from export.onnx_export import op_counts
+    for path in (paths["onnx"], paths["labels"]):
+        assert not {"Loop", "Scan"} & set(op_counts(str(path)))
 
 
 def test_graph_takes_any_batch_and_size(seg_runs):

@@ -117,7 +117,7 @@ def _rle(mask: np.ndarray) -> dict:
 
 
 def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> list[dict]:
-    """One image's detections in image pixels (boxes xyxy, labels 1..K, scores, optional binary masks N,H,W)
+    """One image's detections in image pixels (boxes xyxy, labels 1..K, scores, optional pasted masks)
     in COCO results format, with the dataset's category ids."""
     boxes = np.asarray(output["boxes"], np.float64)
     labels, scores = np.asarray(output["labels"]), np.asarray(output["scores"])
@@ -129,7 +129,7 @@ def to_coco_results(output: dict, image_id: int, category_ids: list[int]) -> lis
                "bbox": [round(float(x0), 3), round(float(y0), 3), round(float(x1 - x0), 3), round(float(y1 - y0), 3)],
                "score": round(float(scores[i]), 6)}
         if masks is not None:
-            det["segmentation"] = _rle(masks[i])
+            det["segmentation"] = _rle(masks[i].full())
         results.append(det)
     return results
 

@@ -47,6 +47,7 @@ from training.engine import predict_logits, train_stage1
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
 from training.modeling.backbones import BACKBONES
+from training.modeling.candidates import add_candidate_args
 from training.modeling.classifier import LTClassifier
 from training.modeling.heads import HEADS
 from training.modeling.detector import DET_BODIES
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--pcb-start", type=int, default=None, help="first PCB epoch, 0-based (default 2/3 of --epochs)")
     det.add_argument("--detections-per-image", type=int, default=300,
                      help="detections kept after NMS (300: LVIS's evaluation; the mask head runs on each)")
+    add_candidate_args(det)
     det.add_argument("--loss-log", default=None, help="write the per-iteration loss curve (JSON) here")
 
     s2 = sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model")

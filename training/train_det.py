@@ -73,7 +73,8 @@ def run_det_stage1(args: argparse.Namespace, source: DetSource, provenance) -> i
     val = val_split(args, source, cfg)
     model = LTDetector(body=args.backbone, num_classes=len(train.categories), masks=args.masks, head=args.head,
                        passes=args.passes, pcb=args.pcb, pretrained=args.pretrained,
-                       detections_per_image=args.detections_per_image)
+                       detections_per_image=args.detections_per_image,
+                       candidates_per_class=args.candidates_per_class, candidates=args.candidates)
     prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb,
                       passes=args.passes, rfs=args.rfs, epochs=args.epochs, world_size=world,
                       dataset_files=source.to_dict())

@@ -13,7 +13,10 @@ from torch import nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
 
+from torchvision.ops import boxes as box_ops
+
 from training.modeling.calibration import DisAlign
+from training.modeling.candidates import CandidateCap, cap_candidates
 from training.modeling.heads import build_head
 from training.modeling.pcb import PASS_WEIGHTS, ConfusionEMA, pass_strength, pcb_pass_loss
 
@@ -104,12 +107,14 @@ class LTRoIHeads(RoIHeads):
     the G-RW loss on the calibrated logits. Box regression and masks keep torchvision's losses."""
 
     @classmethod
-    def adopt(cls, heads: RoIHeads, num_classes: int, pcb: bool, strength: float = 0.4) -> "LTRoIHeads":
+    def adopt(cls, heads: RoIHeads, num_classes: int, pcb: bool, strength: float = 0.4,
+              cap: CandidateCap = CandidateCap()) -> "LTRoIHeads":
         """Turn a built RoIHeads into this class in place (its modules and settings are kept).
 
         No class-level defaults here: a class attribute named like a submodule would shadow it.
         """
         heads.__class__ = cls
+        heads.candidate_cap = cap
         heads.confusion = ConfusionEMA(num_classes - 1) if pcb else None
         heads.pcb_strength, heads.pcb_active = strength, False
         heads.class_weight = None  # stage 2: G-RW weights over the K+1 classes
@@ -127,6 +132,23 @@ class LTRoIHeads(RoIHeads):
         if self.training:
             losses["loss_classifier"] = self.classification_loss(self._sampled_labels)
         return result, losses
+
+    def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
+        """torchvision's, with the candidate cap (training.modeling.candidates) between the score threshold
+        and the per-class NMS; with both caps at 0 it is torchvision's exactly."""
+        boxes_per_image = [p.shape[0] for p in proposals]  # traced as shapes, not constants
+        pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image, 0)
+        pred_scores = F.softmax(class_logits, -1).split(boxes_per_image, 0)
+        all_boxes, all_scores, all_labels = [], [], []
+        for boxes, scores, image_shape in zip(pred_boxes, pred_scores, image_shapes):
+            boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
+            boxes, scores, labels = cap_candidates(boxes[:, 1:], scores[:, 1:], self.score_thresh,
+                                                   self.candidate_cap)
+            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[:self.detections_per_img]
+            all_boxes.append(boxes[keep])
+            all_scores.append(scores[keep])
+            all_labels.append(labels[keep])
+        return all_boxes, all_scores, all_labels
 
     def classification_loss(self, labels: torch.Tensor) -> torch.Tensor:
         """Weighted sum over passes; the confusion matrix is updated from the last pass's positives."""

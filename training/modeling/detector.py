@@ -14,6 +14,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from training.modeling.candidates import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
 from training.modeling.det_heads import LTRoIHeads, RoIBoxBranch
 from training.modeling.two_stage import TwoStageModel
 
@@ -29,11 +30,17 @@ class PreResized(GeneralizedRCNNTransform):
     """torchvision's detector transform without its resize: images arrive already resized by the model's
     preprocessing description (ltdeploy.preprocess, resize 'fit'), which also maps the detections back to the
     image, so training, evaluation and the exported graph all see the runtime's own pixels. It still
-    normalises, and pads each batch to a multiple of 32."""
+    normalises, and pads each batch to a multiple of 32. Masks leave the model as the mask head's M x M
+    probabilities in their boxes: `ltdeploy.masks` pastes them onto the image, for the checkpoint and the
+    exported graph alike (a pasting graph holds a growing loop TensorRT cannot build)."""
 
     def resize(self, image: torch.Tensor, target: dict | None = None) -> tuple[torch.Tensor, dict | None]:
         """No-op: see the class docstring."""
         return image, target
+
+    def postprocess(self, result: list[dict], image_shapes, original_image_sizes) -> list[dict]:
+        """Detections as the heads give them: boxes already in the input's pixels, masks not pasted."""
+        return result
 
 
 class Lite0FPN(nn.Module):
@@ -76,11 +83,13 @@ def _backbone(body: str, pretrained: bool = False) -> nn.Module:
 
 def build_detector(body: str, num_classes: int, masks: bool = False, head: str = "linear", passes: int = 1,
                    pcb: bool = False, rois_per_image: int = 128, representation: int = 256,
-                   pretrained: bool = False, detections_per_image: int = DETECTIONS_PER_IMAGE) -> nn.Module:
+                   pretrained: bool = False, detections_per_image: int = DETECTIONS_PER_IMAGE,
+                   candidates_per_class: int = PER_CLASS_CANDIDATES,
+                   candidates: int = TOTAL_CANDIDATES) -> nn.Module:
     """A detector for `num_classes` foreground classes (labels 1..K) on images already resized (PreResized).
 
-    All RPN candidates reach per-class NMS: torchvision keeps every (box, class) score above 1e-4 before
-    NMS, so rare classes are never cut by a pre-NMS cap; 300 detections per image are kept after it.
+    (box, class) pairs above 1e-4 reach the per-class NMS through an explicit cap (per class, then in
+    total: training.modeling.candidates) that every runtime shares; 300 detections per image are kept after.
     """
     backbone = _backbone(body, pretrained)
     if body == "mobilenet_v3_fpn":  # levels '0', '1', 'pool'; torchvision's own anchor layout for it
@@ -102,7 +111,7 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
                          mask_predictor=MaskRCNNPredictor(256, 256, num_classes + 1), **common)
     else:
         model = FasterRCNN(backbone, num_classes=None, **common)
-    LTRoIHeads.adopt(model.roi_heads, num_classes + 1, pcb)
+    LTRoIHeads.adopt(model.roi_heads, num_classes + 1, pcb, cap=CandidateCap(candidates_per_class, candidates))
     model.transform = PreResized(1, 1, model.transform.image_mean, model.transform.image_std)
     return model
 
