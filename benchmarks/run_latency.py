@@ -160,7 +160,12 @@ def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, w
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
 
-TRTEXEC_FLAGS = ["--warmUp=200", "--duration=3", "--percentile=50,90,99", "--noDataTransfers"]
+def trtexec_flags(major: int) -> list[str]:
+    """trtexec flags for GPU compute time without copies, CUDA graphs or spin-wait on either major version:
+    11 turns CUDA graphs and spin-wait on and copies off by default (and ignores --noDataTransfers); 10 has
+    them the other way round and knows neither --noCudaGraph nor --noSpinWait."""
+    common = ["--warmUp=200", "--duration=3", "--percentile=50,90,99"]
+    return common + (["--noCudaGraph", "--noSpinWait"] if major >= 11 else ["--noDataTransfers"])
 
 
 def trtexec_figure(plan: str, input_name: str, shape: tuple[int, ...]) -> dict | None:
@@ -173,7 +178,10 @@ def trtexec_figure(plan: str, input_name: str, shape: tuple[int, ...]) -> dict |
     exe = shutil.which("trtexec")
     if exe is None:
         return None
-    cmd = [exe, f"--loadEngine={plan}", f"--shapes={input_name}:{'x'.join(map(str, shape))}", *TRTEXEC_FLAGS]
+    import tensorrt
+
+    major = int(tensorrt.__version__.split(".")[0])
+    cmd = [exe, f"--loadEngine={plan}", f"--shapes={input_name}:{'x'.join(map(str, shape))}", *trtexec_flags(major)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     line = next((ln for ln in out.splitlines() if "GPU Compute Time:" in ln), "")
     median = re.search(r"median = ([0-9.]+) ms", line)

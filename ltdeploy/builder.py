@@ -5,7 +5,10 @@ Written for the TensorRT 10.x and 11.x Python APIs:
 - fp16 goes into the ONNX first (`ltdeploy.fp16`: feature extractor fp16, heads and calibration fp32);
   on 11 every network is strongly typed, on 10 the STRONGLY_TYPED flag asks for the same behaviour,
   so one plan has the same precision on both, and no deprecated FP16 builder flag is used;
-- one optimization profile per requested batch range; `build_serialized_network` returns None on failure.
+- one optimization profile per requested batch range; `build_serialized_network` returns None on failure;
+- the bundled plugins are registered before parsing (RoiAlign imports as the ROIAlign_TRT plugin);
+- TF32 is cleared: TensorRT turns it on by default, and a plan called fp32 (or the fp32 heads of an fp16
+  one) would otherwise run convolutions and matrix products with 10-bit mantissas.
 The plan is written byte-for-byte as TensorRT serialized it (trtexec and Triton load it as is).
 """
 from __future__ import annotations
@@ -19,8 +22,9 @@ import numpy as np
 from ltdeploy.errors import EngineError, MetadataError
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
 from ltdeploy.files import atomic_path, file_sha256
+from ltdeploy.graph_check import trt_blockers
 from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
-from ltdeploy.trt_common import capturing_logger, import_tensorrt, tensorrt_major
+from ltdeploy.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ def read_onnx_description(path: str) -> ModelDescription:
     if METADATA_KEY not in meta:
         raise MetadataError(f"{path}: no ltdeploy description in the ONNX metadata; export it with "
                             "`python export/to_onnx.py`")
+    blockers = trt_blockers(model)
+    if blockers:
+        raise EngineError(f"{path}: TensorRT cannot build this graph ({'; '.join(blockers)[:300]}); re-export it "
+                          "with this ltdeploy (masks leave the graph per box)")
     return ModelDescription.from_json(meta[METADATA_KEY], source=path)
 
 
@@ -85,13 +93,25 @@ def _profiles(builder, config, network, ranges: list[BatchRange],
             lo, opt, hi = ([b, *dims[1:2], *(d if d > 0 else s for d, s in zip(dims[2:], size))]
                            for b, size in zip(batches, sizes))
             shapes[t.name] = [lo, opt, hi]
-            profile.set_shape(t.name, lo, opt, hi)
+            try:
+                profile.set_shape(t.name, lo, opt, hi)
+            except (RuntimeError, TypeError, ValueError) as exc:
+                raise EngineError(f"TensorRT refused the profile {lo}..{hi} for input {t.name!r} "
+                                  f"({str(exc).splitlines()[0][:200]})") from None
         if config.add_optimization_profile(profile) < 0:
             raise EngineError(f"TensorRT rejected the optimization profile {r.min}:{r.opt}:{r.max}")
         recorded.append(shapes)
         if all(t.shape[0] > 0 for t in dynamic):
             break  # a fixed batch needs one profile only
     return recorded
+
+
+def _parser_error(err) -> str:
+    """'node /roi_heads/RoiAlign (RoiAlign): Plugin not found ...': which node failed, not only why."""
+    name = getattr(err, "node_name", lambda: "")() or ""
+    op = getattr(err, "node_operator", lambda: "")() or ""
+    where = f"node {name} ({op}): " if name or op else ""
+    return where + str(err.desc())
 
 
 def _tensor_specs(trt, network) -> list[TensorSpec]:
@@ -123,14 +143,16 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
         flags = 0
         if tensorrt_major(trt) == 10 and fp16:
             flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        register_plugins(trt, logger)
         builder = trt.Builder(logger)
         network = builder.create_network(flags)
         parser = trt.OnnxParser(network, logger)
         if not parser.parse_from_file(source):
-            errors = "; ".join(str(parser.get_error(i).desc()) for i in range(parser.num_errors))
+            errors = "; ".join(_parser_error(parser.get_error(i)) for i in range(parser.num_errors))
             raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors[:400] or logger.last_error()}")
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
+        config.clear_flag(trt.BuilderFlag.TF32)
         profiles = _profiles(builder, config, network, ranges, description.preprocess.shape_range())
         tensors = _tensor_specs(trt, network)
         serialized = builder.build_serialized_network(network, config)
@@ -143,6 +165,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
     info = BuildInfo(tensorrt_version=trt.__version__, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
                      precision="fp16" if fp16 else "fp32", profiles=profiles, tensors=tensors,
                      onnx_sha256=file_sha256(onnx_path), plan_sha256=file_sha256(plan_path),
-                     cuda_runtime=gpu.cuda_runtime, driver=gpu.driver)
+                     cuda_runtime=gpu.cuda_runtime, driver=gpu.driver,
+                     extra={"tf32": False, "strongly_typed": bool(flags) or tensorrt_major(trt) >= 11})
     write_plan_description(plan_path, description, info)
     return info

@@ -1,10 +1,14 @@
 """The little of CUDA the TensorRT path needs (device query, memory, streams, events), via cuda-python.
 
 cuda-python is a thin binding: each call returns (error, value...). `call` turns a failed status into
-a one-line EngineError. Imported only by the TensorRT builder, backend and GPU benchmarks.
+a one-line EngineError. Streams and events are destroyed with their objects, host staging memory is
+pinned (asynchronous copies from pageable memory are synchronous in disguise), and handles are read with
+`get_cuda_native_handle` where cuda-bindings has it (`int(handle)` is deprecated in 13). Imported only by
+the TensorRT builder, backend and GPU benchmarks.
 """
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +25,22 @@ def runtime():
         try:
             from cuda import cudart  # cuda-python < 12.6
         except ImportError:
-            raise EngineError("the TensorRT path needs cuda-python: pip install 'ltdeploy[gpu]'") from None
+            raise EngineError("the TensorRT path needs cuda-python: pip install 'ltdeploy[gpu-trt10]' or '[gpu-trt11]'") from None
     return cudart
+
+
+def native_handle(obj: Any) -> int:
+    """The address behind a stream or event object, as TensorRT takes it."""
+    try:
+        from cuda.bindings.utils import get_cuda_native_handle
+    except ImportError:  # cuda-python < 12.8: int() is the only way
+        return int(obj)
+    return int(get_cuda_native_handle(obj))
+
+
+def set_device(index: int) -> None:
+    """Make GPU `index` current in the calling thread (CUDA's current device is per thread)."""
+    call(runtime().cudaSetDevice(index))
 
 
 def call(result: Any) -> Any:
@@ -61,7 +79,7 @@ def current_gpu(index: int = 0) -> Gpu:
                           "CUDA_VISIBLE_DEVICES, or use the .onnx engine on the CPU")
     if index >= count:
         raise EngineError(f"GPU {index} requested, {count} visible")
-    call(cudart.cudaSetDevice(index))
+    set_device(index)
     prop = call(cudart.cudaGetDeviceProperties(index))
     name = prop.name.decode(errors="replace").rstrip("\x00") if isinstance(prop.name, bytes) else str(prop.name)
     return Gpu(index, name, f"{prop.major}.{prop.minor}", _version(call(cudart.cudaDriverGetVersion())),
@@ -94,12 +112,58 @@ class DeviceBuffer:
             pass
 
 
+class PinnedBuffer:
+    """Page-locked host memory that grows on demand, seen as numpy arrays; freed with the object."""
+
+    def __init__(self) -> None:
+        self.ptr, self.nbytes = 0, 0
+
+    def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """A C-contiguous array of `shape` and `dtype` over this memory (valid until the next call)."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if nbytes > self.nbytes:
+            self.free()
+            self.ptr, self.nbytes = int(call(runtime().cudaMallocHost(max(nbytes, 1)))), nbytes
+        if nbytes == 0:
+            return np.empty(shape, dtype)
+        raw = (ctypes.c_char * nbytes).from_address(self.ptr)
+        return np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
+
+    def free(self) -> None:
+        """Release the memory."""
+        if self.ptr:
+            runtime().cudaFreeHost(self.ptr)
+        self.ptr, self.nbytes = 0, 0
+
+    def __del__(self) -> None:
+        try:
+            self.free()
+        except Exception:  # interpreter shutdown: the driver may be gone already
+            pass
+
+
 class Stream:
     """A non-default CUDA stream (TensorRT's enqueue must not use the legacy default stream)."""
 
     def __init__(self) -> None:
         cudart = runtime()
         self.handle = call(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
+        self.ptr = native_handle(self.handle)  # the integer execute_async_v3 takes
+
+    def destroy(self) -> None:
+        """Destroy the stream (after waiting for its work)."""
+        if self.handle is not None:
+            cudart = runtime()
+            cudart.cudaStreamSynchronize(self.handle)
+            cudart.cudaStreamDestroy(self.handle)
+            self.handle = None
+
+    def __del__(self) -> None:
+        try:
+            self.destroy()
+        except Exception:  # interpreter shutdown
+            pass
 
     def to_device(self, dst: int, host: np.ndarray) -> None:
         """Copy a C-contiguous host array to device memory, asynchronously on this stream."""
@@ -117,11 +181,6 @@ class Stream:
         """Wait for everything queued on this stream."""
         call(runtime().cudaStreamSynchronize(self.handle))
 
-    @property
-    def ptr(self) -> int:
-        """The stream handle as an integer, as TensorRT's execute_async_v3 takes it."""
-        return int(self.handle)
-
 
 class EventTimer:
     """GPU-side time between two points on a stream, with CUDA events."""
@@ -130,6 +189,20 @@ class EventTimer:
         cudart = runtime()
         self.stream = stream
         self.start, self.end = call(cudart.cudaEventCreate()), call(cudart.cudaEventCreate())
+
+    def destroy(self) -> None:
+        """Destroy both events."""
+        cudart = runtime()
+        for event in (self.start, self.end):
+            if event is not None:
+                cudart.cudaEventDestroy(event)
+        self.start = self.end = None
+
+    def __del__(self) -> None:
+        try:
+            self.destroy()
+        except Exception:  # interpreter shutdown
+            pass
 
     def begin(self) -> None:
         """Record the start event."""

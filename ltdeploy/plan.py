@@ -22,7 +22,12 @@ BUILD_SCHEMA = "ltdeploy.plan/1"
 
 @dataclass(frozen=True)
 class PlanHeader:
-    """What the first 28 bytes of a plan say (TensorRT 8.6 and later)."""
+    """What the first 28 bytes of a plan say.
+
+    Not a documented format: it is what trtexec's own source reads for `--getPlanVersionOnly` (from
+    TensorRT 9.1 on): the magic, a zero word, and at bytes 24..27 major, minor, patch and build. trtexec
+    warns that the place may depend on the serialization layout, so a plan whose second word is not 0
+    is reported as a layout this ltdeploy does not know, not as "not a plan"."""
 
     version: tuple[int, int, int, int]  # major, minor, patch, build
 
@@ -41,14 +46,18 @@ def read_plan_header(path: str) -> PlanHeader:
         raise EngineError(f"{path}: cannot read the plan ({exc.strerror})") from None
     if len(head) < 28:
         raise EngineError(f"{path}: {len(head)} bytes is too short for a TensorRT plan")
-    magic, zero = struct.unpack_from("<II", head, 0)
-    if magic != PLAN_MAGIC or zero != 0:
+    magic, layout = struct.unpack_from("<II", head, 0)
+    if magic != PLAN_MAGIC:
         raise EngineError(f"{path}: not a TensorRT plan (bad header {head[:8].hex()}); "
                           "was it written with a prefix or by another tool?")
+    if layout != 0:
+        raise EngineError(f"{path}: a TensorRT plan in a serialization layout this ltdeploy cannot read the "
+                          f"version from (word 2 is {layout}); a newer TensorRT may have written it: update "
+                          "ltdeploy, or rebuild the plan with the TensorRT installed here")
     version = tuple(head[24:28])
-    if version[0] < 8:
-        raise EngineError(f"{path}: plan header gives TensorRT {'.'.join(map(str, version))}; "
-                          "plans from before TensorRT 8.6 are not supported")
+    if version[0] not in (10, 11):
+        raise EngineError(f"{path}: plan header gives TensorRT {'.'.join(map(str, version))}; ltdeploy runs plans "
+                          "of TensorRT 10 and 11 (rebuild it with `ltdeploy build`)")
     return PlanHeader(version)  # type: ignore[arg-type]
 
 
@@ -122,11 +131,12 @@ def read_plan_description(plan: str) -> tuple[ModelDescription, BuildInfo]:
     return ModelDescription.from_dict(doc["model"], source=path), build
 
 
-def check_plan(plan: str, tensorrt_version: str, compute_capability: str | None) -> tuple[ModelDescription,
-                                                                                          BuildInfo]:
+def check_plan(plan: str, tensorrt_version: str, compute_capability: str | None,
+               gpu_name: str | None = None) -> tuple[ModelDescription, BuildInfo]:
     """Refuse, with one line, a plan that the installed TensorRT or this GPU cannot run.
 
-    A plan runs only on the TensorRT build and GPU model that made it; deserializing a mismatched one
+    A plan runs only on the TensorRT build and GPU model that made it (two GPUs of one compute capability
+    still differ in SM count and memory, which the tactics were timed for); deserializing a mismatched one
     fails with the reason only in TensorRT's log, so check the header and the recorded build first.
     """
     header = read_plan_header(plan)
@@ -144,4 +154,7 @@ def check_plan(plan: str, tensorrt_version: str, compute_capability: str | None)
     if compute_capability is not None and build.compute_capability != compute_capability:
         raise EngineError(f"{plan}: built for a GPU of compute capability {build.compute_capability} "
                           f"({build.gpu_name}), this GPU is {compute_capability}; rebuild it here")
+    if gpu_name is not None and build.gpu_name != gpu_name:
+        raise EngineError(f"{plan}: built on {build.gpu_name}, this GPU is {gpu_name}; a plan runs only on the GPU "
+                          "model that built it: rebuild it here")
     return description, build

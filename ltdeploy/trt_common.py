@@ -1,7 +1,13 @@
-"""What the TensorRT builder and runtime share: the lazy import, the version, a logger that keeps errors."""
+"""What the TensorRT builder and runtime share: the lazy import, the version, the plugin registry, and a
+logger that keeps errors and writes to stderr (stdout carries `--json` results)."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+
 from ltdeploy.errors import EngineError
+
+INSTALL_HINT = "pip install 'ltdeploy[gpu-trt10]' or 'ltdeploy[gpu-trt11]' on a GPU machine, or use the .onnx engine"
 
 
 def import_tensorrt(what: str):
@@ -9,10 +15,15 @@ def import_tensorrt(what: str):
     try:
         import tensorrt
     except ImportError:
+        partial = [m for m in ("tensorrt_lean", "tensorrt_dispatch") if importlib.util.find_spec(m)]
+        if partial:
+            raise EngineError(f"{what} needs the full `tensorrt` package; only {', '.join(partial)} is installed, "
+                              "which has no builder or ONNX parser and runs only version-compatible plans: "
+                              f"{INSTALL_HINT}") from None
         raise EngineError(f"{what} needs the `tensorrt` package (10.x or 11.x) and an NVIDIA GPU: "
-                          "pip install 'ltdeploy[gpu]' on a GPU machine, or use the .onnx engine") from None
+                          f"{INSTALL_HINT}") from None
     major = tensorrt_major(tensorrt)
-    if major < 10:
+    if major not in (10, 11):
         raise EngineError(f"{what}: TensorRT {tensorrt.__version__} is installed; ltdeploy needs 10.x or 11.x")
     return tensorrt
 
@@ -22,8 +33,16 @@ def tensorrt_major(trt) -> int:
     return int(trt.__version__.split(".")[0])
 
 
+def register_plugins(trt, logger) -> None:
+    """Register TensorRT's bundled plugins before parsing or deserialising: the detectors' RoiAlign
+    becomes the ROIAlign_TRT plugin (Triton does this itself; a Python process must)."""
+    if not trt.init_libnvinfer_plugins(logger, ""):
+        raise EngineError(f"TensorRT's bundled plugins did not register ({logger.last_error()})")
+
+
 def capturing_logger(trt, severity: str = "WARNING"):
-    """A trt.ILogger that keeps error messages (deserialization and build failures only say why in the log)."""
+    """A trt.ILogger that keeps error messages (deserialization and build failures only say why in the log)
+    and prints messages up to `severity` on stderr."""
 
     class Logger(trt.ILogger):
         def __init__(self) -> None:
@@ -36,7 +55,7 @@ def capturing_logger(trt, severity: str = "WARNING"):
             if int(sev) <= int(trt.ILogger.Severity.ERROR):
                 self.errors.append(msg.strip())
             if int(sev) <= self.min:
-                print(f"[TensorRT] {msg.strip()}")
+                print(f"[TensorRT] {msg.strip()}", file=sys.stderr)
 
         def last_error(self) -> str:
             return self.errors[-1].splitlines()[0][:300] if self.errors else "no reason logged"

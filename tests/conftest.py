@@ -14,15 +14,38 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
-def run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a command with this interpreter's environment; capture text output."""
+FAKES = ROOT / "tests" / "fakes"
+FAKE_PATHS = [str(FAKES), str(FAKES / "cpu_cuda")]  # fake tensorrt, and cuda-bindings on host memory
+
+
+def run(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command with this interpreter's environment (plus `env`); capture text output."""
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+                          env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
 
 
-def ltdeploy_cli(*args: str) -> subprocess.CompletedProcess:
+def ltdeploy_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`ltdeploy ...` as a user runs it (python -m, so no PATH assumptions)."""
-    return run(PY, "-m", "ltdeploy", *args)
+    return run(PY, "-m", "ltdeploy", *args, env=env)
+
+
+def fake_trt_env(version: str = "10.13.2.6") -> dict:
+    """Environment for a subprocess that should import the fake tensorrt and host-memory CUDA."""
+    return {"PYTHONPATH": os.pathsep.join([*FAKE_PATHS, str(ROOT)]), "FAKE_TENSORRT_VERSION": version}
+
+
+@pytest.fixture()
+def fake_trt(monkeypatch):
+    """The fake tensorrt (10.x unless FAKE_TENSORRT_VERSION is set) and host-memory cuda-bindings, imported
+    fresh for this test; yields the fake tensorrt module."""
+    for name in [m for m in sys.modules if m.split(".")[0] in ("tensorrt", "cuda")]:
+        monkeypatch.delitem(sys.modules, name)
+    for path in reversed(FAKE_PATHS):
+        monkeypatch.syspath_prepend(path)
+    import tensorrt
+    yield tensorrt
+    for name in [m for m in sys.modules if m.split(".")[0] in ("tensorrt", "cuda")]:
+        del sys.modules[name]
 
 
 @pytest.fixture(scope="session")

@@ -58,11 +58,11 @@ def test_plan_header_is_read_without_tensorrt(tmp_path):
     assert read_plan_header(fake_plan(tmp_path / "b.plan", (11, 0, 0, 1))).version_string == "11.0.0"
     prefixed = tmp_path / "c.engine"
     prefixed.write_bytes(struct.pack("<I", 120) + b'{"meta": 1}' + (tmp_path / "a.plan").read_bytes())
-    for path, message in [(prefixed, "not a TensorRT plan"), (fake_plan(tmp_path / "d.plan", (8, 5, 0, 0)), None),
-                          (fake_plan(tmp_path / "e.plan", (7, 1, 0, 0)), "before TensorRT 8.6")]:
-        if message is None:
-            read_plan_header(str(path))  # 8.x headers are accepted
-            continue
+    layout = tmp_path / "g.plan"  # a layout word this ltdeploy does not know: not called "not a plan"
+    layout.write_bytes(struct.pack("<II", 0x74727466, 2) + bytes(16) + bytes((12, 0, 0, 1)))
+    for path, message in [(prefixed, "not a TensorRT plan"), (layout, "serialization layout"),
+                          (fake_plan(tmp_path / "d.plan", (8, 6, 1, 0)), "TensorRT 10 and 11"),
+                          (fake_plan(tmp_path / "e.plan", (9, 3, 0, 1)), "TensorRT 10 and 11")]:
         with pytest.raises(EngineError, match=message):
             read_plan_header(str(path))
     short = tmp_path / "f.plan"
@@ -77,7 +77,10 @@ def test_plan_description_round_trip_and_checks(plan, models):
     assert build.max_batch() == 32 and build.tensors[0].shape == [-1, 3, 32, 32]
     with open(plan + ".json") as f:
         assert json.load(f)["build"]["compute_capability"] == "8.9"
-    check_plan(plan, "10.13.2.6", "8.9")  # matching TensorRT and GPU: accepted
+    check_plan(plan, "10.13.2.6", "8.9", "NVIDIA L4")  # matching TensorRT and GPU: accepted
+    with pytest.raises(EngineError, match="built on NVIDIA L4, this GPU is NVIDIA L40S; a plan runs only on the GPU "
+                                          "model that built it"):
+        check_plan(plan, "10.13.2.6", "8.9", "NVIDIA L40S")  # same compute capability, another model
     with pytest.raises(EngineError, match=r"built by TensorRT 10\.13\.2, this machine has TensorRT 11\.0\.1"):
         check_plan(plan, "11.0.1.4", "8.9")
     with pytest.raises(EngineError, match="compute capability 8.9 .*this GPU is 9.0"):

@@ -15,7 +15,7 @@ def _import_ort():
         import onnxruntime
     except ImportError:
         raise EngineError("ONNX Runtime is not installed: pip install 'ltdeploy[cpu]' "
-                          "(or 'ltdeploy[gpu]', never both)") from None
+                          "(or 'ltdeploy[gpu-trt10]' / '[gpu-trt11]', never both)") from None
     return onnxruntime
 
 

@@ -2,18 +2,22 @@
 
 Before deserializing, the plan header, the description beside it, the installed TensorRT and this GPU
 are checked (`ltdeploy.plan.check_plan`), so a mismatch is one clear line rather than a None engine
-and a log message. Tensors are addressed by name; every output goes through an output allocator, which
-covers the batch-dependent shapes of classification and segmentation and the data-dependent ones of
-detection (NMS) with one code path. Work runs on the backend's own non-default stream.
+and a log message; the bundled plugins are registered first (the detectors' RoiAlign is one). Tensors
+are addressed by name; every output goes through an output allocator, which covers the batch-dependent
+shapes of classification and segmentation and the data-dependent ones of detection (NMS) with one code
+path. Work runs on the backend's own non-blocking stream, through pinned host buffers, with the GPU made
+current in whichever thread calls.
 """
 from __future__ import annotations
+
+import threading
 
 import numpy as np
 
 from ltdeploy.backends.base import Backend
 from ltdeploy.errors import EngineError, InputShapeError
 from ltdeploy.plan import check_plan
-from ltdeploy.trt_common import capturing_logger, import_tensorrt
+from ltdeploy.trt_common import capturing_logger, import_tensorrt, register_plugins
 
 
 def _gpu_index(device: str) -> int:
@@ -25,7 +29,8 @@ def _gpu_index(device: str) -> int:
 
 
 def _output_allocator(trt):
-    """An IOutputAllocator that grows one device buffer per output and records the shape TensorRT reports."""
+    """An IOutputAllocator that grows one device buffer per output and records the shape TensorRT reports.
+    Only the asynchronous reallocation is implemented: the synchronous one is deprecated in TensorRT 10."""
     from ltdeploy.cuda import DeviceBuffer
 
     class OutputAllocator(trt.IOutputAllocator):
@@ -34,11 +39,8 @@ def _output_allocator(trt):
             self.buffer = DeviceBuffer()
             self.shape: tuple[int, ...] | None = None
 
-        def reallocate_output(self, tensor_name, memory, size, alignment):  # noqa: D102 (TensorRT callback)
-            return self.buffer.reserve(int(size))  # cudaMalloc is 256-byte aligned
-
         def reallocate_output_async(self, tensor_name, memory, size, alignment, stream):  # noqa: D102
-            return self.buffer.reserve(int(size))
+            return self.buffer.reserve(int(size))  # cudaMalloc is 256-byte aligned
 
         def notify_shape(self, tensor_name, shape):  # noqa: D102
             self.shape = tuple(int(d) for d in shape)
@@ -46,17 +48,25 @@ def _output_allocator(trt):
     return OutputAllocator()
 
 
+def _outside(shape: tuple[int, ...], lo, hi) -> list[int]:
+    return [i for i, (a, s, b) in enumerate(zip(lo, shape, hi)) if not a <= s <= b]
+
+
 class TensorRTBackend(Backend):
     """Runs a TensorRT plan built by `ltdeploy build` (or by trtexec, with the description written beside it)."""
 
     def __init__(self, path: str, device: str = "cuda", threads: int = 0) -> None:
-        from ltdeploy.cuda import DeviceBuffer, Stream, current_gpu
+        from ltdeploy.cuda import DeviceBuffer, PinnedBuffer, Stream, current_gpu
 
         trt = import_tensorrt(f"{path}: a TensorRT plan")
         self.path, self._trt = path, trt
         self.gpu = current_gpu(_gpu_index(device))
-        self.description, self.build = check_plan(path, trt.__version__, self.gpu.compute_capability)
+        self._current = threading.local()
+        self._current.ok = True  # current_gpu made it current in this thread
+        self.description, self.build = check_plan(path, trt.__version__, self.gpu.compute_capability,
+                                                  self.gpu.name)
         self._logger = capturing_logger(trt)
+        register_plugins(trt, self._logger)
         self._runtime = trt.Runtime(self._logger)
         with open(path, "rb") as f:
             self.engine = self._runtime.deserialize_cuda_engine(f.read())
@@ -73,6 +83,7 @@ class TensorRTBackend(Backend):
         self.output_names = [n for n in names if not is_input[n]]
         self._dtype = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
         self._inputs = {n: DeviceBuffer() for n in self.input_names}
+        self._host = {n: PinnedBuffer() for n in names}
         self._outputs = {n: _output_allocator(trt) for n in self.output_names}
         for name, alloc in self._outputs.items():
             if not self.context.set_output_allocator(name, alloc):
@@ -88,40 +99,57 @@ class TensorRTBackend(Backend):
         cc = self.gpu.compute_capability.replace(".", "")
         return f"TensorRT {self._trt.__version__} {self.build.precision} on {self.gpu.name} (sm_{cc})"
 
+    def _use_gpu(self) -> None:
+        """Make the plan's GPU current in the calling thread (once per thread)."""
+        from ltdeploy.cuda import set_device
+
+        if not getattr(self._current, "ok", False):
+            set_device(self.gpu.index)
+            self._current.ok = True
+
     def _select_profile(self, name: str, shape: tuple[int, ...]) -> None:
         """Switch to the first optimization profile whose range holds `shape`; one-line error if none does."""
-        ranges = []
+        ranges, dims_out = [], set()
         for k in range(self.engine.num_optimization_profiles):
             lo, _, hi = self.engine.get_tensor_profile_shape(name, k)
             ranges.append(f"{list(lo)}..{list(hi)}")
-            if all(a <= s <= b for a, s, b in zip(lo, shape, hi)) and len(lo) == len(shape):
+            outside = _outside(shape, lo, hi) if len(lo) == len(shape) else [-1]
+            if not outside:
                 if k != self._profile:
-                    self.context.set_optimization_profile_async(k, self.stream.ptr)
+                    if not self.context.set_optimization_profile_async(k, self.stream.ptr):
+                        raise EngineError(f"{self.path}: TensorRT could not switch to optimization profile {k} "
+                                          f"({self._logger.last_error()})")
                     self._profile = k
                 return
+            dims_out.update(outside)
+        if dims_out <= {0}:
+            fix = "rebuild with a larger --max-batch (or one more --batch-range)"
+        else:
+            fix = ("this image's model input has another height or width than the plan was built for; rebuild "
+                   "the plan from an ONNX exported with the preprocessing you run")
         raise InputShapeError(f"{self.path}: input {name!r} of shape {list(shape)} is outside the plan's "
-                              f"profiles ({', '.join(ranges)}); rebuild with a larger --max-batch")
+                              f"profiles ({', '.join(ranges)}); {fix}")
 
-    def _stage(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Shapes, profile and device copies of the inputs; returns the host arrays (keep them alive)."""
+    def _stage(self, inputs: dict[str, np.ndarray]) -> None:
+        """Shapes, profile and device copies of the inputs (through pinned host memory)."""
+        self._use_gpu()
         for name in self.input_names:
             if name not in inputs:
                 raise InputShapeError(f"{self.path}: input {name!r} missing; inputs are {self.input_names}")
-        staged = []
         for name, arr in inputs.items():
             if name not in self._inputs:
                 raise InputShapeError(f"{self.path}: no input named {name!r}; inputs are {self.input_names}")
-            arr = np.ascontiguousarray(arr, dtype=self._dtype[name])
+            arr = np.asarray(arr)
             if -1 in tuple(self.engine.get_tensor_shape(name)):
                 self._select_profile(name, arr.shape)
             if not self.context.set_input_shape(name, arr.shape):
                 raise InputShapeError(f"{self.path}: input {name!r} expects shape "
                                       f"{list(self.engine.get_tensor_shape(name))}, got {list(arr.shape)}")
-            ptr = self._inputs[name].reserve(arr.nbytes)
-            self.stream.to_device(ptr, arr)
+            host = self._host[name].array(arr.shape, self._dtype[name])
+            host[...] = arr
+            ptr = self._inputs[name].reserve(host.nbytes)
+            self.stream.to_device(ptr, host)
             self.context.set_tensor_address(name, ptr)
-            staged.append(arr)
-        return staged
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.ptr):
@@ -129,30 +157,40 @@ class TensorRTBackend(Backend):
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Copy inputs in, enqueue on our stream, copy outputs out (shapes as TensorRT reports them)."""
-        staged = self._stage(inputs)
+        self._stage(inputs)
         self._enqueue()
         self.stream.synchronize()  # data-dependent shapes are final once the enqueued work has run
-        del staged
-        outs = {}
+        staged = {}
         for name, alloc in self._outputs.items():
             shape = alloc.shape if alloc.shape is not None else tuple(self.context.get_tensor_shape(name))
-            host = np.empty(shape, dtype=self._dtype[name])
+            host = self._host[name].array(shape, self._dtype[name])
             if host.nbytes:
                 self.stream.to_host(host, alloc.buffer.ptr)
-            outs[name] = host
+            staged[name] = host
         self.stream.synchronize()
-        return outs
+        return {name: host.copy() for name, host in staged.items()}  # the pinned buffers are reused
 
     def gpu_time(self, inputs: dict[str, np.ndarray]) -> float:
         """GPU time of one enqueue in milliseconds (CUDA events around execute_async_v3; copies excluded)."""
         from ltdeploy.cuda import EventTimer
 
-        staged = self._stage(inputs)
+        self._stage(inputs)
         self.stream.synchronize()
         if not hasattr(self, "_timer"):
             self._timer = EventTimer(self.stream)
         self._timer.begin()
         self._enqueue()
-        ms = self._timer.finish()
-        del staged
-        return ms
+        return self._timer.finish()
+
+    def close(self) -> None:
+        """Release the context, engine, stream, events and buffers now rather than at garbage collection."""
+        if getattr(self, "_timer", None) is not None:
+            self._timer.destroy()
+            self._timer = None
+        for buffers in (self._inputs, self._host):
+            for buf in buffers.values():
+                buf.free()
+        for alloc in self._outputs.values():
+            alloc.buffer.free()
+        self.context = self.engine = None
+        self.stream.destroy()
