@@ -8,7 +8,7 @@ memory) is exported to ONNX, checked against PyTorch on photo-sized non-square s
 480x640), and run in a fresh torch-free process through ltdeploy's runtime. Reported: ONNX size, export
 time, ONNX Runtime latency per image (engine p50 / p90, and the whole `ltdeploy predict` path with 300
 masks pasted at the photo's size), the runtime's peak resident memory, and how many (box, class)
-candidates reach the final NMS per image.
+candidates there are per image before the candidate cap and how many reach the final NMS under it.
 
 Random weights are given BatchNorm statistics measured on the photos (otherwise a random ResNet-50's
 activations grow layer by layer until every score saturates to 0 or 1 and ties decide everything). They
@@ -74,20 +74,15 @@ def build(body: str, classes: int, masks: bool = True):
     return model, desc
 
 
-def count_candidates(model, images: list[np.ndarray]) -> list[int]:
-    """(box, class) pairs entering the RoI heads' final NMS, per image (PyTorch; the RPN's NMS not counted)."""
+def count_candidates(model, images: list[np.ndarray], capped: bool = True) -> list[int]:
+    """(box, class) pairs entering the RoI heads' final NMS, per image (PyTorch; the RPN's NMS not counted),
+    under the model's candidate cap or, with `capped` False, without any."""
     import torch
-    import torchvision.models.detection.roi_heads as roi_heads
-    from torchvision.ops import boxes as box_ops
 
-    counts: list[int] = []
+    from benchmarks.nms_cap import counting_nms
+    from training.modeling.candidates import CandidateCap
 
-    def counting(boxes, scores, idxs, iou):
-        counts.append(len(scores))
-        return box_ops.batched_nms(boxes, scores, idxs, iou)
-    ops = SimpleNamespace(**{k: getattr(box_ops, k) for k in dir(box_ops) if not k.startswith("__")})
-    ops.batched_nms = counting
-    with mock.patch.object(roi_heads, "box_ops", ops), torch.inference_mode():
+    with counting_nms(model, None if capped else CandidateCap(0, 0)) as counts, torch.inference_mode():
         for x in images:
             model.net([torch.from_numpy(x)])
     return counts
@@ -178,7 +173,7 @@ def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int,
     model, desc = build(body, classes, masks)
     images = [preprocess_image(read_image(p), desc.preprocess) for p in photos]
     calibrate_batchnorm(model, images)
-    uniform = count_candidates(model, images)
+    uniform = count_candidates(model, images, capped=False)
     bias = trained_like(model, images, fraction)
     path = os.path.join(folder, f"{body}_{classes}{'' if masks else '_boxes'}.onnx")
     start = time.perf_counter()
@@ -186,6 +181,7 @@ def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int,
     embed_description(path, desc)
     export_s = time.perf_counter() - start
     refs = torch_detections(model, images)
+    uncapped = count_candidates(model, images, capped=False)
     candidates = count_candidates(model, images)
     outputs = path.replace(".onnx", "_outputs.npz")
     runtime = probe_runtime(path, photos, runs, timeout, outputs)
@@ -201,7 +197,8 @@ def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int,
             "max_size": desc.preprocess.max_size, "model_inputs": [list(x.shape[1:]) for x in images],
             "onnx_mb": round(os.path.getsize(path) / 1e6, 1), "export_s": round(export_s, 1),
             "parity": parity,
-            "nms_candidates_per_image": candidates, "nms_candidates_initial_head": uniform,
+            "nms_candidates_per_image": candidates, "candidates_before_cap": uncapped,
+            "candidates_initial_head": uniform,
             "background_bias": round(bias, 3), **runtime}
 
 
@@ -249,13 +246,14 @@ def _parity(p: dict | None) -> str:
 def table(rows: list[dict]) -> str:
     """A markdown table of the cases."""
     head = ("| body | classes | model input | ONNX MB | export s | parity vs PyTorch (score >= 0.05) | "
-            "NMS candidates / image (initial head) | "
+            "candidates / image before the cap (initial head) -> at NMS | "
             "engine p50 / p90 ms | predict ms / image | runtime peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['body']}{'' if r['masks'] else ' (boxes only)'} | {r['classes']} | {', '.join('x'.join(map(str, s[::-1])) for s in r['model_inputs'])} "
-                     f"| {r['onnx_mb']} | {r['export_s']} | {_parity(r['parity'])} | {', '.join(map(str, r['nms_candidates_per_image']))} "
-                     f"({', '.join(map(str, r['nms_candidates_initial_head']))}) | "
+                     f"| {r['onnx_mb']} | {r['export_s']} | {_parity(r['parity'])} | "
+                     f"{', '.join(map(str, r['candidates_before_cap']))} ({', '.join(map(str, r['candidates_initial_head']))})"
+                     f" -> {', '.join(map(str, r['nms_candidates_per_image']))} | "
                      + (f"{r['engine_ms']['p50']:.0f} / {r['engine_ms']['p90']:.0f} | "
                         f"{r['predict_ms_per_image']['p50']:.0f} | " if "engine_ms" in r else
                         f"not done in {r['timeout_s']:.0f} s | - | ") + f"{r['runtime_peak_rss_mb']} |")

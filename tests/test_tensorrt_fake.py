@@ -229,3 +229,13 @@ def test_trtexec_flags_measure_the_same_thing_on_10_and_11():
     assert {"--noCudaGraph", "--noSpinWait"} <= set(eleven) and "--noDataTransfers" not in eleven
     assert [f for f in ten if f.startswith("--warmUp") or f.startswith("--duration")] == \
         [f for f in eleven if f.startswith("--warmUp") or f.startswith("--duration")]
+
+
+def test_gpu_check_script_passes_on_host_memory(tmp_path):
+    """scripts/gpu_check.py as a GPU machine runs it, here on the host-memory stand-in."""
+    from conftest import PY, run
+
+    r = run(PY, "scripts/gpu_check.py", "--host-memory", "--json", str(tmp_path / "gpu_check.json"))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert summary["ok"] and len(summary["checks"]) == 6 and all(c["ok"] for c in summary["checks"])

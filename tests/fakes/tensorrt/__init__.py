@@ -270,6 +270,27 @@ class Builder:
         return _header(__version__) + struct.pack("<Q", len(text)) + text + network.onnx
 
 
+# -- plans computed by Python functions (no ONNX, no ONNX Runtime: scripts/gpu_check.py) ----------------------
+
+KERNELS: dict = {}
+
+
+def register_kernel(name: str, fn) -> None:
+    """Make `fn({input name: array}) -> {output name: array}` available to plans written by `kernel_plan`."""
+    KERNELS[name] = fn
+
+
+def kernel_plan(kernel: str, inputs: list, outputs: list, profiles: list[dict]) -> bytes:
+    """A plan whose engine runs the registered `kernel`: inputs / outputs as (name, shape with -1, DataType),
+    profiles as {input name: (min, opt, max)}."""
+    meta = {"inputs": [[n, list(s), int(d)] for n, s, d in inputs],
+            "outputs": [[n, list(s), int(d)] for n, s, d in outputs],
+            "profiles": [{k: [list(s) for s in v] for k, v in p.items()} for p in profiles],
+            "plugins": False, "kernel": kernel}
+    text = json.dumps(meta).encode()
+    return _header(__version__) + struct.pack("<Q", len(text)) + text
+
+
 # -- running --------------------------------------------------------------------------------------------------
 
 
@@ -364,9 +385,26 @@ class IExecutionContext:
     def get_tensor_shape(self, name: str) -> tuple:
         return self.shapes.get(name, self.engine.get_tensor_shape(name))
 
-    def execute_async_v3(self, stream_handle) -> bool:
+    @staticmethod
+    def _stream_object(cudart, handle: int):
+        """The binding's stream object for an integer handle (the input copies were queued on it)."""
+        try:
+            return cudart.cudaStream_t(handle)
+        except TypeError:  # the host-memory stand-in: copies are synchronous anyway
+            return cudart.cudaStream_t()
+
+    def _compute(self, feeds: dict) -> dict:
+        kernel = self.engine.meta.get("kernel")
+        if kernel:
+            return KERNELS[kernel](feeds)
         import onnxruntime as ort
 
+        if self._session is None:
+            self._session = ort.InferenceSession(self.engine.onnx, providers=["CPUExecutionProvider"])
+        names = [o.name for o in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(None, feeds)))
+
+    def execute_async_v3(self, stream_handle) -> bool:
         from ltdeploy.cuda import call, runtime
 
         if not isinstance(stream_handle, int):
@@ -377,8 +415,7 @@ class IExecutionContext:
             self.engine.logger.log(ILogger.Severity.WARNING, "fake TensorRT: a warning while executing")
         cudart = runtime()
         kinds = cudart.cudaMemcpyKind
-        if self._session is None:
-            self._session = ort.InferenceSession(self.engine.onnx, providers=["CPUExecutionProvider"])
+        call(cudart.cudaStreamSynchronize(self._stream_object(cudart, stream_handle)))
         feeds = {}
         for name, _, dtype, mode in self.engine.io:
             if mode != TensorIOMode.INPUT:
@@ -387,9 +424,7 @@ class IExecutionContext:
             call(cudart.cudaMemcpy(host.ctypes.data, self.addresses[name], host.nbytes,
                                    kinds.cudaMemcpyDeviceToHost))
             feeds[name] = host
-        outs = self._session.run(None, feeds)
-        names = [o.name for o in self._session.get_outputs()]
-        for name, value in zip(names, outs):
+        for name, value in self._compute(feeds).items():
             value = np.ascontiguousarray(value, nptype(self.engine.get_tensor_dtype(name)))
             alloc = self.allocators.get(name)
             if alloc is None:
@@ -401,4 +436,5 @@ class IExecutionContext:
                 call(cudart.cudaMemcpy(int(ptr), value.ctypes.data, value.nbytes, kinds.cudaMemcpyHostToDevice))
             alloc.notify_shape(name, tuple(value.shape))
             self.shapes[name] = tuple(value.shape)
+        call(cudart.cudaDeviceSynchronize())  # the copies above ran on the legacy stream, not the caller's
         return True

@@ -140,6 +140,10 @@ def cudaStreamDestroy(stream):
     return (cudaError_t.cudaSuccess,)
 
 
+def cudaDeviceSynchronize():
+    return (cudaError_t.cudaSuccess,)
+
+
 def cudaStreamSynchronize(stream):
     return (cudaError_t.cudaSuccess,)
 
