@@ -179,3 +179,23 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
             assert len(scores) == cap.total
             kept = uncapped_scores.topk(cap.per_class, 0).values if cap.per_class else uncapped_scores
             assert torch.allclose(scores, kept.flatten().topk(cap.total).values)  # the best ones, in order
+
+
+def test_masks_for_the_detected_class_only_equal_torchvisions() -> None:
+    """Inference computes each detection's mask for its own class alone; torchvision's all-class mask head
+    followed by its selection gives the same probabilities."""
+    from torchvision.models.detection.roi_heads import maskrcnn_inference
+
+    from training.modeling.det_heads import label_mask_probs
+
+    torch.manual_seed(0)
+    model = LTDetector(body="lite0_fpn", num_classes=30, masks=True).eval()
+    predictor = model.net.roi_heads.mask_predictor
+    pooled, labels = torch.randn(17, 256, 14, 14), torch.randint(1, 31, (17,))
+    with torch.no_grad():
+        want = maskrcnn_inference(predictor(pooled), [labels])[0]
+        got = label_mask_probs(predictor, pooled, labels)
+    assert got.shape == want.shape == (17, 1, 28, 28)
+    assert torch.allclose(got, want, atol=1e-6)
+    with torch.no_grad():
+        assert label_mask_probs(predictor, pooled[:0], labels[:0]).shape == (0, 1, 28, 28)

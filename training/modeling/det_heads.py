@@ -102,6 +102,17 @@ def pass_weights(passes: int) -> list[float]:
     return [0.2] * (passes - 1) + [1 - 0.2 * (passes - 1)]
 
 
+def label_mask_probs(predictor: nn.Module, pooled: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mask probabilities (N, 1, M, M) of each detection's own class: torchvision's mask predictor with its
+    last 1x1 convolution evaluated for that class alone. torchvision computes all K + 1 classes and keeps
+    one: 300 x 1204 x 28 x 28 floats (1.1 GB, several copies in ONNX Runtime) at LVIS's 1203 classes."""
+    x = predictor.relu(predictor.conv5_mask(pooled))
+    conv = predictor.mask_fcn_logits
+    weight = conv.weight[labels].flatten(1).unsqueeze(1)  # (N, 1, C)
+    logits = torch.matmul(weight, x.flatten(2)) + conv.bias[labels].view(-1, 1, 1)  # (N, 1, M*M)
+    return logits.sigmoid().reshape(x.shape[0], 1, x.shape[2], x.shape[3])
+
+
 class LTRoIHeads(RoIHeads):
     """torchvision's RoIHeads with our classification loss: per-pass CE with PCB soft targets, or (stage 2)
     the G-RW loss on the calibrated logits. Box regression and masks keep torchvision's losses."""
@@ -127,10 +138,26 @@ class LTRoIHeads(RoIHeads):
         return out
 
     def forward(self, features, proposals, image_shapes, targets=None):  # type: ignore[override]
-        """torchvision's forward, with loss_classifier replaced in training."""
-        result, losses = super().forward(features, proposals, image_shapes, targets)
-        if self.training:
-            losses["loss_classifier"] = self.classification_loss(self._sampled_labels)
+        """torchvision's forward, with loss_classifier replaced in training and, in inference, each
+        detection's mask computed for its own class only."""
+        if self.training or not self.has_mask():
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+            if self.training:
+                losses["loss_classifier"] = self.classification_loss(self._sampled_labels)
+            return result, losses
+        pool, self.mask_roi_pool = self.mask_roi_pool, None  # torchvision's mask branch off: ours below
+        try:
+            result, losses = super().forward(features, proposals, image_shapes, targets)
+        finally:
+            self.mask_roi_pool = pool
+        boxes = [r["boxes"] for r in result]
+        pooled = self.mask_head(self.mask_roi_pool(features, boxes, image_shapes))
+        probs = label_mask_probs(self.mask_predictor, pooled, torch.cat([r["labels"] for r in result]))
+        if len(result) == 1:
+            result[0]["masks"] = probs
+        else:
+            for r, p in zip(result, probs.split([b.shape[0] for b in boxes])):
+                r["masks"] = p
         return result, losses
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
