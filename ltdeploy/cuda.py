@@ -89,6 +89,8 @@ def current_gpu(index: int = 0) -> Gpu:
 class DeviceBuffer:
     """Device memory that grows on demand and is freed with the object."""
 
+    _alloc, _release = "cudaMalloc", "cudaFree"
+
     def __init__(self) -> None:
         self.ptr, self.nbytes = 0, 0
 
@@ -96,13 +98,13 @@ class DeviceBuffer:
         """A pointer to at least `nbytes` bytes (reallocated only when it must grow)."""
         if nbytes > self.nbytes:
             self.free()
-            self.ptr, self.nbytes = int(call(runtime().cudaMalloc(max(nbytes, 1)))), nbytes
+            self.ptr, self.nbytes = int(call(getattr(runtime(), self._alloc)(max(nbytes, 1)))), nbytes
         return self.ptr
 
     def free(self) -> None:
         """Release the memory."""
         if self.ptr:
-            runtime().cudaFree(self.ptr)
+            getattr(runtime(), self._release)(self.ptr)
         self.ptr, self.nbytes = 0, 0
 
     def __del__(self) -> None:
@@ -112,35 +114,19 @@ class DeviceBuffer:
             pass
 
 
-class PinnedBuffer:
+class PinnedBuffer(DeviceBuffer):
     """Page-locked host memory that grows on demand, seen as numpy arrays; freed with the object."""
 
-    def __init__(self) -> None:
-        self.ptr, self.nbytes = 0, 0
+    _alloc, _release = "cudaMallocHost", "cudaFreeHost"
 
     def array(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A C-contiguous array of `shape` and `dtype` over this memory (valid until the next call)."""
         dtype = np.dtype(dtype)
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        if nbytes > self.nbytes:
-            self.free()
-            self.ptr, self.nbytes = int(call(runtime().cudaMallocHost(max(nbytes, 1)))), nbytes
         if nbytes == 0:
             return np.empty(shape, dtype)
-        raw = (ctypes.c_char * nbytes).from_address(self.ptr)
+        raw = (ctypes.c_char * nbytes).from_address(self.reserve(nbytes))
         return np.frombuffer(raw, dtype=dtype, count=nbytes // dtype.itemsize).reshape(shape)
-
-    def free(self) -> None:
-        """Release the memory."""
-        if self.ptr:
-            runtime().cudaFreeHost(self.ptr)
-        self.ptr, self.nbytes = 0, 0
-
-    def __del__(self) -> None:
-        try:
-            self.free()
-        except Exception:  # interpreter shutdown: the driver may be gone already
-            pass
 
 
 class Stream:

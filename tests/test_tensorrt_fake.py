@@ -57,6 +57,8 @@ def test_plan_runs_like_onnx_runtime_with_two_profiles_and_clean_up(fake_trt, mo
             assert got["logits"].shape == (n, 10)
             np.testing.assert_allclose(got["logits"], want["logits"], atol=1e-5)
     assert backend._profile == 0 and "pageable copy" not in fake_cuda.CALLS  # pinned staging both ways
+    allocator = type(backend._outputs["logits"])
+    assert "reallocate_output_async" in vars(allocator) and "reallocate_output" not in vars(allocator)  # deprecated
     assert all(isinstance(s, int) for s in fake_trt.STATE["streams"])
     with pytest.raises(InputShapeError, match=r"rebuild with a larger --max-batch"):
         backend.run({"images": np.zeros((33, 3, 32, 32), np.float32)})

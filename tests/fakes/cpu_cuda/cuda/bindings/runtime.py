@@ -129,15 +129,23 @@ def cudaMemcpy(dst, src, nbytes, kind):
     return (cudaError_t.cudaSuccess,)
 
 
+def _create(kind: str, cls):
+    handle = cls()
+    LIVE[kind].add(handle._address)
+    return cudaError_t.cudaSuccess, handle
+
+
+def _destroy(kind: str, handle):
+    LIVE[kind].discard(handle._address)
+    return (cudaError_t.cudaSuccess,)
+
+
 def cudaStreamCreateWithFlags(flags):
-    stream = cudaStream_t()
-    LIVE["streams"].add(stream._address)
-    return cudaError_t.cudaSuccess, stream
+    return _create("streams", cudaStream_t)
 
 
 def cudaStreamDestroy(stream):
-    LIVE["streams"].discard(stream._address)
-    return (cudaError_t.cudaSuccess,)
+    return _destroy("streams", stream)
 
 
 def cudaDeviceSynchronize():
@@ -149,14 +157,11 @@ def cudaStreamSynchronize(stream):
 
 
 def cudaEventCreate():
-    event = cudaEvent_t()
-    LIVE["events"].add(event._address)
-    return cudaError_t.cudaSuccess, event
+    return _create("events", cudaEvent_t)
 
 
 def cudaEventDestroy(event):
-    LIVE["events"].discard(event._address)
-    return (cudaError_t.cudaSuccess,)
+    return _destroy("events", event)
 
 
 def cudaEventRecord(event, stream):
