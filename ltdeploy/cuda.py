@@ -25,7 +25,8 @@ def runtime():
         try:
             from cuda import cudart  # cuda-python < 12.6
         except ImportError:
-            raise EngineError("the TensorRT path needs cuda-python: pip install 'ltdeploy[gpu-trt10]' or '[gpu-trt11]'") from None
+            raise EngineError("the TensorRT path needs cuda-python: pip install 'ltdeploy[gpu-trt10]' or "
+                              "'ltdeploy[gpu-trt11]'") from None
     return cudart
 
 

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     def _():
         gpu = cuda.current_gpu(0)
         info["gpu"] = gpu
-        return f"{gpu.name}, compute capability {gpu.compute_capability}, driver {gpu.driver}, runtime {gpu.cuda_runtime}"
+        return (f"{gpu.name}, compute capability {gpu.compute_capability}, driver {gpu.driver}, "
+                f"runtime {gpu.cuda_runtime}")
 
     @check("device buffer grows and keeps its pointer when it need not")
     def _():
