@@ -7,11 +7,16 @@ with each cap (per_class:total; 0 turns a step off, `none` is torchvision's unca
 reports box AP / APr / APc / APf and how many candidates reach NMS per image.
 
     python benchmarks/nms_cap.py runs/det/pcb_disalign.pt --data data/det-lt --caps none,300:3840,100:1000,0:500
+    python benchmarks/nms_cap.py --scale 1203 [--body lite0_fpn]   # candidate counts only, LVIS's class count
+
+`--scale K` counts candidates per image on benchmarks/lvis_scale.py's photo-sized scenes for a K-class
+detector with random weights and a head shaped like a trained one (see lvis_scale.py), for each cap.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -65,15 +70,45 @@ def boxes_only(model) -> None:
     model.arch = dict(model.arch, masks=False)
 
 
+def count_at_scale(classes: int, body: str, caps: list[str], folder: str) -> list[dict]:
+    """Candidates per image reaching NMS under each cap, for a `classes`-class detector on photo-sized scenes."""
+    from benchmarks.lvis_scale import build, calibrate_batchnorm, scenes, trained_like
+    from ltdeploy.image_io import read_image
+    from ltdeploy.preprocess import preprocess_image
+
+    model, desc = build(body, classes)  # the same random weights as lvis_scale.py (masks do not move boxes)
+    images = [preprocess_image(read_image(p), desc.preprocess) for p in scenes(folder)]
+    calibrate_batchnorm(model, images)
+    trained_like(model, images, 0.034)
+    rows = []
+    for text in caps:
+        with counting_nms(model, parse_cap(text)) as counts, torch.inference_mode():
+            for x in images:
+                model.net([torch.from_numpy(x)])
+        rows.append({"cap": text, "classes": classes, "body": body, "candidates": counts})
+        print(f"{text:>10}  {classes} classes ({body}): candidates at NMS per image {counts}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """Evaluate each cap; print a table; optionally write JSON."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("checkpoint")
-    p.add_argument("--data", required=True)
+    p.add_argument("checkpoint", nargs="?")
+    p.add_argument("--data")
     p.add_argument("--caps", default="none,300:3840,100:1000,0:500",
                    help="comma-separated per_class:total, or none")
+    p.add_argument("--scale", type=int, help="count candidates for this many classes instead (no checkpoint)")
+    p.add_argument("--body", default="lite0_fpn", help="with --scale: the detector body")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    if args.scale:
+        rows = count_at_scale(args.scale, args.body, args.caps.split(","), "runs/lvis_scale/photos")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"rows": rows}, f, indent=1)
+        return 0
+    if not (args.checkpoint and args.data):
+        p.error("a checkpoint and --data, or --scale K")
     ck = read_checkpoint(args.checkpoint)
     model = ck.model
     boxes_only(model)
@@ -97,4 +132,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.exit(main())
