@@ -19,19 +19,17 @@ import json
 import os
 import sys
 from contextlib import contextmanager
-from types import SimpleNamespace
 from unittest import mock
 
 import numpy as np
 import torch
-from torchvision.ops import boxes as box_ops
 
 import training.modeling.det_heads as det_heads
 from training.checkpoint import read_checkpoint
 from training.det_data import LVISDataset
 from training.det_evaluate import score_detector
 from training.det_sources import resolve_det_source
-from training.modeling.candidates import CandidateCap
+from training.modeling.candidates import CandidateCap, class_offset_nms
 
 
 @contextmanager
@@ -44,12 +42,10 @@ def counting_nms(model, cap: CandidateCap | None = None):
 
     def nms(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.Tensor, iou: float) -> torch.Tensor:
         counts.append(len(scores))
-        return box_ops.batched_nms(boxes, scores, idxs, iou)
-    ops = SimpleNamespace(**{k: getattr(box_ops, k) for k in dir(box_ops) if not k.startswith("__")})
-    ops.batched_nms = nms
+        return class_offset_nms(boxes, scores, idxs, iou)
     heads.candidate_cap = saved if cap is None else cap
     try:
-        with mock.patch.object(det_heads, "box_ops", ops):
+        with mock.patch.object(det_heads, "class_offset_nms", nms):
             yield counts
     finally:
         heads.candidate_cap = saved

@@ -150,9 +150,8 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
     from unittest import mock
 
     from torchvision.models.detection.roi_heads import RoIHeads
-    from torchvision.ops import boxes as box_ops
 
-    from training.modeling.candidates import CandidateCap
+    from training.modeling.candidates import CandidateCap, class_offset_nms
 
     model = LTDetector(body="lite0_fpn", num_classes=20).eval()
     heads = model.net.roi_heads
@@ -161,7 +160,7 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
     ours, ref = heads.postprocess_detections(*args), RoIHeads.postprocess_detections(heads, *args)
     for a, b in zip(ours, ref):
         assert torch.equal(a[0], b[0])
-    seen, nms = [], box_ops.batched_nms
+    seen, nms = [], class_offset_nms
 
     def spy(boxes, scores, idxs, iou):
         seen.append((scores.clone(), idxs.clone()))
@@ -170,7 +169,7 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
     uncapped_scores = F.softmax(args[0], -1)[:, 1:]
     for cap in (CandidateCap(5, 0), CandidateCap(0, 60), CandidateCap(5, 60)):
         heads.candidate_cap, seen[:] = cap, []
-        with mock.patch("training.modeling.det_heads.box_ops.batched_nms", spy):
+        with mock.patch("training.modeling.det_heads.class_offset_nms", spy):
             heads.postprocess_detections(*args)
         scores, labels = seen[0]
         if cap.per_class:

@@ -16,7 +16,7 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
 from training.modeling.calibration import DisAlign
-from training.modeling.candidates import CandidateCap, cap_candidates
+from training.modeling.candidates import CandidateCap, cap_candidates, class_offset_nms
 from training.modeling.heads import build_head
 from training.modeling.pcb import PASS_WEIGHTS, ConfusionEMA, pass_strength, pcb_pass_loss
 
@@ -162,7 +162,7 @@ class LTRoIHeads(RoIHeads):
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
         """torchvision's, with the candidate cap (training.modeling.candidates) between the score threshold
-        and the per-class NMS; with both caps at 0 it is torchvision's exactly."""
+        and the per-class NMS, which runs as in the exported graph; with both caps at 0 it is torchvision's."""
         boxes_per_image = [p.shape[0] for p in proposals]  # traced as shapes, not constants
         pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image, 0)
         pred_scores = F.softmax(class_logits, -1).split(boxes_per_image, 0)
@@ -171,7 +171,7 @@ class LTRoIHeads(RoIHeads):
             boxes = box_ops.clip_boxes_to_image(boxes, image_shape)
             boxes, scores, labels = cap_candidates(boxes[:, 1:], scores[:, 1:], self.score_thresh,
                                                    self.candidate_cap)
-            keep = box_ops.batched_nms(boxes, scores, labels, self.nms_thresh)[:self.detections_per_img]
+            keep = class_offset_nms(boxes, scores, labels, self.nms_thresh)[:self.detections_per_img]
             all_boxes.append(boxes[keep])
             all_scores.append(scores[keep])
             all_labels.append(labels[keep])
