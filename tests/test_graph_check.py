@@ -1,5 +1,7 @@
 """The check for what TensorRT cannot build: it finds torchvision's mask-pasting loop, passes a loop that
 keeps its shape, and the export refuses a graph that holds a growing one."""
+import warnings
+
 import onnx
 import torch
 from onnx import TensorProto, helper
@@ -16,8 +18,10 @@ class _Paste(torch.nn.Module):
 def test_torchvision_mask_pasting_is_a_growing_loop(tmp_path) -> None:
     path = str(tmp_path / "paste.onnx")
     masks, boxes = torch.rand(3, 1, 28, 28), torch.tensor([[1.0, 2.0, 20.0, 30.0]] * 3)
-    torch.onnx.export(_Paste(), (masks, boxes), path, input_names=["masks", "boxes"], opset_version=17,
-                      dynamic_axes={"masks": {0: "n"}, "boxes": {0: "n"}}, dynamo=False)
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notes (detectors need it)
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_Paste(), (masks, boxes), path, input_names=["masks", "boxes"], opset_version=17,
+                          dynamic_axes={"masks": {0: "n"}, "boxes": {0: "n"}}, dynamo=False)
     found = trt_blockers(onnx.load(path))
     assert len(found) == 1 and found[0].startswith("Loop") and "grow each iteration" in found[0]
 
