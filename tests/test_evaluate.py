@@ -22,7 +22,7 @@ def test_checkpoint_and_onnx_give_the_same_numbers(models, digits, tmp_path):
 
 
 def test_disalign_moves_accuracy_toward_the_tail(models, digits):
-    """Even a 3-epoch stage 1 is biased to the head; DisAlign must not lower few-shot accuracy."""
+    """Even a 3-epoch stage 1 is biased to the head; DisAlign moves accuracy from the head to the tail."""
     from training.evaluate import main
     rows = {}
     for name in ("stage1", "disalign"):
@@ -31,4 +31,7 @@ def test_disalign_moves_accuracy_toward_the_tail(models, digits):
             assert main([str(models[name]), "--data", str(digits)]) == 0
         rows[name] = buf.getvalue().strip().split("\n")[-1].split()
     few_before, few_after = float(rows["stage1"][-1]), float(rows["disalign"][-1])
-    assert few_after >= few_before
+    many_before, many_after = float(rows["stage1"][2]), float(rows["disalign"][2])
+    # strictly: the 3-epoch stage 1 gets few-shot classes at most partly right, so "not lower" would also
+    # pass with both at 0; the calibration must trade head accuracy for tail accuracy
+    assert few_after > few_before and many_after <= many_before, rows
