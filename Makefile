@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TRITON_VENV ?= .venv-triton
 PYTRITON ?= nvidia-pytriton==0.7.0
 
-.PHONY: setup triton-env demo test clean
+.PHONY: setup triton-env demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,8 +29,15 @@ $(TRITON_VENV)/.installed: pyproject.toml
 demo: setup
 	PY=$(PY) bash scripts/demo.sh
 
-test: setup triton-env
+test: lint triton-env
 	$(PY) -m pytest -q
+
+# the quick loop while working: lint, then everything but the tests marked slow
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
+
+lint: setup
+	$(PY) -m ruff check .
 
 clean:
 	rm -rf data runs .pytest_cache

@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 from unittest import mock
 
 import cv2
@@ -163,7 +162,6 @@ def trained_like(model, images: list[np.ndarray], fraction: float) -> float:
 def run_case(body: str, classes: int, photos: list[str], folder: str, runs: int, timeout: float,
              fraction: float, masks: bool = True) -> dict:
     """Export, parity, candidates; then the runtime's latency and memory in a fresh process."""
-    import torch
 
     from export.det_export import export_detector, parity_report, torch_detections
     from export.onnx_export import embed_description

@@ -15,14 +15,14 @@ import sys
 import torch
 
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
+from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import save_checkpoint
 from training.modeling.backbones import lite0_imagenet_state
 from training.modeling.calibration import random_disalign
-from training.stage2_methods import build_calibrator
 from training.modeling.classifier import LTClassifier
+from training.stage2_methods import build_calibrator
 from training.synthetic_data import long_tail_counts
 from training.train import PREPROCESS_DEFAULTS
-from ltdeploy.preprocess import PreprocessConfig
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,6 @@ from training.det_evaluate import score_detector
 from training.det_sources import resolve_det_source
 from training.modeling.candidates import CandidateCap, class_offset_nms
 
-
 UNCAPPED_EXACT = 20000
 
 

@@ -86,6 +86,7 @@ def engine_target(path: str, threads: int, spinning: bool, device: str = "auto")
 def torch_target(path: str, threads: int) -> Target:
     """A checkpoint in PyTorch eager mode (inference_mode, same thread count)."""
     import torch
+
     from training.checkpoint import read_checkpoint
 
     torch.set_num_threads(threads)

@@ -10,7 +10,6 @@ from torch import nn
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 
 
-
 @dataclass
 class ParityReport:
     """Max abs logit difference and argmax agreement (per image, or per pixel for segmentation)."""

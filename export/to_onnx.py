@@ -22,8 +22,8 @@ from typing import Callable
 import numpy as np
 import onnx
 
-from export.onnx_export import export_description, embed_description, export_module, op_counts
 from export.det_export import check_det_parity, detection_postprocess, export_detector, set_candidate_cap
+from export.onnx_export import embed_description, export_description, export_module, op_counts
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
 from ltdeploy.graph_check import trt_blockers

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ltdeploy.errors import EngineError, MetadataError
-from ltdeploy.metadata import METADATA_KEY, ModelDescription
 from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.graph_check import trt_blockers
+from ltdeploy.metadata import METADATA_KEY, ModelDescription
 from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
 from ltdeploy.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 

@@ -88,12 +88,7 @@ def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
     inits = {i.name: i for i in graph.initializer}
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}
     producer = {o: n for n in graph.node for o in n.output}
-    fp32_reads: set[str] = _subgraph_reads(graph) | {o.name for o in graph.output}
-    fp16_reads: set[str] = set()
-    for node in graph.node:
-        if node.op_type in ("Shape", "Size"):
-            continue  # read any element type
-        (fp16_reads if node.name in half else fp32_reads).update(i for i in node.input if i in is_float)
+    fp16_reads, fp32_reads = _float_reads(graph, half, is_float)
     new_nodes, new_inits, casts = [], [], 0
     renamed: dict[str, str] = {}  # fp32 tensor → its fp16 twin read by fp16 nodes
 
@@ -137,21 +132,36 @@ def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
             if name in renamed:
                 node.input[k] = renamed[name]
     graph.initializer.extend(new_inits)
-    # Keep a topological order: each new Cast goes right after the node producing its input, or first
-    # when it reads a graph input or an initializer.
-    order = list(graph.node)
+    nodes = len(graph.node)
+    _insert_casts(graph, new_nodes, back, producer)
+    del graph.value_info[:]  # stale types; ONNX Runtime and TensorRT infer them again
+    return {"nodes": nodes, "fp16_nodes": len(half), "casts": casts}
+
+
+def _float_reads(graph, half: set[str], is_float: set[str]) -> tuple[set[str], set[str]]:
+    """The float tensors read by fp16 nodes, and those read in fp32 (other nodes, subgraphs, graph outputs)."""
+    fp32_reads: set[str] = _subgraph_reads(graph) | {o.name for o in graph.output}
+    fp16_reads: set[str] = set()
+    for node in graph.node:
+        if node.op_type in ("Shape", "Size"):
+            continue  # read any element type
+        (fp16_reads if node.name in half else fp32_reads).update(i for i in node.input if i in is_float)
+    return fp16_reads, fp32_reads
+
+
+def _insert_casts(graph, to_fp16: list, back: list, producer: dict) -> None:
+    """Put the new Casts into the graph in topological order: each right after the node producing its input,
+    or first when it casts a graph input or an initializer (`producer`: the graph's own outputs)."""
     follow: dict[str, list] = {}
-    for c in new_nodes + back:
+    for c in to_fp16 + back:
         follow.setdefault(c.input[0], []).append(c)
-    rebuilt = [c for c in new_nodes if c.input[0] not in producer]
-    for node in order:
+    rebuilt = [c for c in to_fp16 if c.input[0] not in producer]
+    for node in list(graph.node):
         rebuilt.append(node)
         for out in node.output:
             rebuilt.extend(follow.get(out, []))
     del graph.node[:]
     graph.node.extend(rebuilt)
-    del graph.value_info[:]  # stale types; ONNX Runtime and TensorRT infer them again
-    return {"nodes": len(order), "fp16_nodes": len(half), "casts": casts}
 
 
 def convert_to_fp16(src: str, dst: str, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:

@@ -20,8 +20,7 @@ from ltdeploy.errors import ImageError
 from ltdeploy.image_io import DEFAULT_MAX_PIXELS, read_image
 from ltdeploy.outputs import output_stems
 from ltdeploy.preprocess import preprocess_image
-from ltdeploy.results import (ClassShare, Classification, DetectedObject, Detections, Failure, Segmentation,
-                              TopClass)
+from ltdeploy.results import Classification, ClassShare, DetectedObject, Detections, Failure, Segmentation, TopClass
 from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, write_png
 
 Loaded = tuple[np.ndarray | None, np.ndarray]  # (the RGB image when the task draws on it, model input)

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltdeploy import cuda
 
-    cudart = cuda.runtime()
+    cuda.runtime()  # a clear error now if cuda-python is missing
     info: dict = {}
 
     @check("device query")
@@ -123,9 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     trt.STATE["warnings_on_execute"] = 0
 
     from ltdeploy.backends.tensorrt import TensorRTBackend
+    from ltdeploy.files import file_sha256
     from ltdeploy.metadata import ModelDescription
     from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
-    from ltdeploy.files import file_sha256
     from ltdeploy.preprocess import PreprocessConfig
 
     weights = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)

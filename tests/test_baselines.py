@@ -76,11 +76,11 @@ def test_disalign_ablations_freeze_the_right_parameter():
 
 
 def test_class_balanced_sampling_is_balanced(digits):
+    from ltdeploy.preprocess import PreprocessConfig
     from training.data_lists import read_split
     from training.modeling.classifier import LTClassifier
     from training.stage2_data import Stage2Data
     from training.train import PREPROCESS_DEFAULTS
-    from ltdeploy.preprocess import PreprocessConfig
 
     size, short, interp, mean, std = PREPROCESS_DEFAULTS["small_cnn"]
     args = argparse.Namespace(seed=0, augment=False, no_cache=False, workers=0, batch_size=64, data=str(digits),
@@ -98,6 +98,7 @@ def test_class_balanced_sampling_is_balanced(digits):
 
 def test_feature_cache_on_disk_is_reused_and_exact(models, digits, tmp_path):
     import shutil
+
     from training.train import main as train
     stage1 = tmp_path / "stage1.pt"
     shutil.copy(models["stage1"], stage1)

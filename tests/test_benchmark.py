@@ -35,6 +35,7 @@ def test_latency_end_to_end_rows_include_decoding(models, images, tmp_path, caps
     assert exit_.value.code == 2 and "give --images" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     from benchmarks.run_accuracy import main
 

@@ -2,7 +2,6 @@ import json
 
 import onnx
 import pytest
-
 from conftest import PY, ltdeploy_cli, run
 
 

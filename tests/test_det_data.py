@@ -10,9 +10,10 @@ import pytest
 
 from ltdeploy.preprocess import PreprocessConfig
 from training.det_data import LVISDataset, RepeatFactorSampler, decode_mask, hflip, repeat_factors
+from training.det_sources import lvis_frequency as frequency_group
+from training.det_sources import resolve_det_source
 from training.lvis_eval import lvis_ap, pairwise_bias
 from training.make_data import main as make_data
-from training.det_sources import lvis_frequency as frequency_group, resolve_det_source
 from training.synthetic_det import image_counts
 
 

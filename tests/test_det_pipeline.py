@@ -24,8 +24,8 @@ from export.to_onnx import main as export_main
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.cli import cli
 from ltdeploy.detect import mask_to_rle, select, to_image
-from ltdeploy.preprocess import preprocess_image
 from ltdeploy.image_io import read_image
+from ltdeploy.preprocess import preprocess_image
 from training.checkpoint import read_checkpoint, save_checkpoint
 from training.det_data import LVISDataset
 from training.det_engine import detect
@@ -33,6 +33,8 @@ from training.det_evaluate import evaluate_detection, onnx_detections
 from training.det_sources import resolve_det_source
 from training.make_data import main as make_data
 from training.train import main as train_main
+
+pytestmark = pytest.mark.slow  # every test here shares detectors trained by the module fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

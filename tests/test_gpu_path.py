@@ -11,17 +11,23 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-
 from conftest import ltdeploy_cli
+
 from ltdeploy.backends.onnxruntime import check_provider, providers_for
 from ltdeploy.builder import BatchRange
 from ltdeploy.errors import EngineError, MetadataError
+from ltdeploy.files import file_sha256
 from ltdeploy.fp16 import FP16_SCOPES
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
-from ltdeploy.files import file_sha256
-from ltdeploy.plan import (BuildInfo, TensorSpec, check_plan, read_plan_description, read_plan_header,
-                           write_plan_description)
+from ltdeploy.plan import (
+    BuildInfo,
+    TensorSpec,
+    check_plan,
+    read_plan_description,
+    read_plan_header,
+    write_plan_description,
+)
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 
 

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.test_pixel_disalign import randomised
 from training.modeling.calibration import PixelDisAlign
 from training.modeling.seg_bodies import LRASPPFeature, build_seg_body
-from tests.test_pixel_disalign import randomised
 from training.modeling.segmenter import ArgmaxLabels, LTSegmenter, upsample
 
 

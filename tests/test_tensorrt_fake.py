@@ -10,8 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
-
 from conftest import fake_trt_env, ltdeploy_cli
+
 from ltdeploy.errors import EngineError, InputShapeError
 
 
@@ -164,6 +164,7 @@ def mask_rcnn_onnx(tmp_path_factory) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_mask_rcnn_plan_needs_the_plugins_and_returns_data_dependent_outputs(fake_trt, mask_rcnn_onnx, tmp_path,
                                                                                monkeypatch):
     from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
@@ -194,6 +195,7 @@ def test_mask_rcnn_plan_needs_the_plugins_and_returns_data_dependent_outputs(fak
         TensorRTBackend(str(plan))
 
 
+@pytest.mark.slow
 def test_empty_detection_output(fake_trt, mask_rcnn_onnx, tmp_path):
     """A constant image gives no detection above the score threshold: zero-row outputs, no crash."""
     from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
@@ -209,8 +211,8 @@ def test_empty_detection_output(fake_trt, mask_rcnn_onnx, tmp_path):
 
 def test_build_refuses_a_graph_with_a_growing_loop(fake_trt, models, tmp_path):
     import onnx
-
     from test_graph_check import _loop_model
+
     from ltdeploy.metadata import METADATA_KEY
 
     model = _loop_model(grow=True)

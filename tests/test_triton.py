@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http
-from google.protobuf import text_format
-
 from conftest import ROOT, ltdeploy_cli
-from ltdeploy.files import file_sha256
+from google.protobuf import text_format
 from test_gpu_path import build_info, description_of, fake_plan
+
+from ltdeploy.files import file_sha256
 from ltdeploy.plan import write_plan_description
 
 TRITON_PYTHON = os.environ.get("LTDEPLOY_TRITON_PYTHON", str(ROOT / ".venv-triton" / "bin" / "python"))
@@ -92,6 +92,7 @@ def test_repository_for_a_plan_keeps_it_byte_identical(models, tmp_path):
     assert r.returncode == 2 and "KIND_GPU" in r.stderr
 
 
+@pytest.mark.slow
 def test_round_trip_through_tritonserver(models, images, triton_python, tmp_path):
     from ltdeploy.triton.client import connect, infer_images
     from ltdeploy.triton.local_server import LocalTriton
@@ -116,6 +117,7 @@ def test_round_trip_through_tritonserver(models, images, triton_python, tmp_path
             assert all(pool.map(one, range(40)))  # concurrent clients, dynamic batching, no errors
 
 
+@pytest.mark.slow
 def test_stub_runs_with_the_interpreters_own_libpython(triton_python, tmp_path):
     """multiprocessing's resource tracker calls RLock._recursion_count, which exists only when the stub's
     libpython matches the environment's standard library (the failure the issue reported)."""

@@ -30,9 +30,9 @@ import numpy as np
 
 from ltdeploy.errors import LtDeployError
 from training.data_lists import read_split
+from training.det_sources import is_det_dataset
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
-from training.det_sources import is_det_dataset
 from training.seg_data import is_seg_dataset
 
 

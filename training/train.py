@@ -43,16 +43,16 @@ from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
 from training.data_lists import read_split
+from training.det_sources import is_det_dataset
 from training.engine import predict_logits, train_stage1
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.image_data import make_loader
 from training.modeling.backbones import BACKBONES
 from training.modeling.candidates import add_candidate_args
 from training.modeling.classifier import LTClassifier
-from training.modeling.heads import HEADS
 from training.modeling.detector import DET_BODIES
+from training.modeling.heads import HEADS
 from training.modeling.seg_bodies import SEG_BODIES
-from training.det_sources import is_det_dataset
 from training.seg_data import is_seg_dataset
 from training.stage2_data import Stage2Data
 from training.stage2_methods import METHODS, TRAINED, build_calibrator

@@ -12,7 +12,6 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
-
 from torchvision.ops import boxes as box_ops
 
 from training.modeling.calibration import DisAlign
