@@ -100,10 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated per_class:total, or none")
     p.add_argument("--scale", type=int, help="count candidates for this many classes instead (no checkpoint)")
     p.add_argument("--body", default="lite0_fpn", help="with --scale: the detector body")
+    p.add_argument("--photos", default="runs/lvis_scale/photos", help="with --scale: where the scenes are written")
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.scale:
-        rows = count_at_scale(args.scale, args.body, args.caps.split(","), "runs/lvis_scale/photos")
+        rows = count_at_scale(args.scale, args.body, args.caps.split(","), args.photos)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"rows": rows}, f, indent=1)

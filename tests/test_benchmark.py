@@ -66,3 +66,26 @@ def test_evaluate_writes_plots(models, digits, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["disalign_confusion.png", "disalign_per_class.png",
                                                          "disalign_sigma.png"]
     assert printed.getvalue().count("\n") >= 4 and "stage1 " in printed.getvalue()
+
+
+def test_nms_cap_counts_candidates_at_scale(tmp_path, capsys):
+    """`nms_cap.py --scale K`: candidates per photo-sized scene for a K-class random detector, per cap."""
+    from benchmarks.nms_cap import main
+
+    out = tmp_path / "caps.json"
+    assert main(["--scale", "30", "--caps", "none,0:50,2:0", "--photos", str(tmp_path / "photos"),
+                 "--json", str(out)]) == 0
+    rows = {r["cap"]: r["candidates"] for r in json.loads(out.read_text())["rows"]}
+    assert len(rows["none"]) == 2 and min(rows["none"]) > 50  # two scenes, more candidates than the cap
+    assert rows["0:50"] == [50, 50]
+    assert all(c <= 2 * 30 for c in rows["2:0"])  # at most 2 per class
+
+
+def test_make_seg_models_writes_both_checkpoints(tmp_path):
+    from benchmarks.make_seg_models import main
+    from training.checkpoint import read_checkpoint
+
+    assert main(["--out", str(tmp_path), "--model", "small_seg", "--classes", "7", "--size", "32"]) == 0
+    stage1, disalign = (read_checkpoint(str(tmp_path / f"{n}.pt")) for n in ("stage1", "disalign"))
+    assert stage1.description.num_classes == disalign.description.num_classes == 7
+    assert stage1.model.calibrator is None and disalign.description.calibration["method"] == "disalign"

@@ -327,3 +327,16 @@ def test_exported_detectors_hold_no_loop_and_record_their_candidate_cap(det_onnx
     info = CliRunner().invoke(cli, ["info", "--engine", coco_run["onnx"]])
     assert "candidates before NMS 300 per class and 3840 per image" in info.output
     assert "masks 28 x 28 per box" in info.output
+
+
+def test_nms_cap_benchmark_on_a_trained_detector(det_run: dict, tmp_path) -> None:
+    """benchmarks/nms_cap.py: box AP per cap and the candidates that reached NMS, within each cap."""
+    from benchmarks.nms_cap import main
+
+    out = tmp_path / "caps.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main([det_run["stage2"], "--data", det_run["data"], "--caps", "none,2:10", "--json", str(out)]) == 0
+    rows = {r["cap"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["none"]["images"] == rows["2:10"]["images"] == 6
+    assert rows["2:10"]["candidates_max"] <= 10 < rows["none"]["candidates_max"]
+    assert 0 <= rows["2:10"]["AP"] <= 100 and rows["none"]["AP"] > 0

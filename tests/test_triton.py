@@ -154,3 +154,16 @@ def test_missing_server_is_a_clear_error(tmp_path):
 
     with pytest.raises(EngineError, match="no tritonserver found"):
         LocalTriton(str(tmp_path), sys.executable, root=str(tmp_path))
+
+
+@pytest.mark.slow
+def test_load_benchmark_reports_latency_and_the_server_split(models, images, triton_python, tmp_path, capsys):
+    """benchmarks/triton_load.py, shortest run: every request answered, figures written."""
+    from benchmarks.triton_load import main
+
+    out = tmp_path / "load.json"
+    assert main(["--engine", str(models["folded"]), "--images", *images["good"], "--requests", "6",
+                 "--concurrency", "2", "--python", triton_python, "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["client"]["requests"] == 6 and doc["client"]["errors"] == 0
+    assert doc["client"]["p50_ms"] > 0 and "compute_infer_ms" in doc["server_per_request"]
