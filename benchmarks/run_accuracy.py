@@ -18,6 +18,7 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from ltdeploy.files import atomic_path
 from training.evaluate import evaluate, write_plots
 from training.stage2_methods import METHODS
 from training.train import main as train
@@ -43,9 +44,8 @@ def ensure_eval(model: str, data: str) -> dict:
     path = os.path.splitext(model)[0] + ".eval.json"
     if not os.path.exists(path):
         _, acc = quietly(model + ".log", evaluate, model, data)
-        with open(path + ".partial", "w") as f:
+        with atomic_path(path) as tmp, open(tmp, "w") as f:
             json.dump(acc, f)
-        os.replace(path + ".partial", path)
     with open(path) as f:
         return json.load(f)
 

@@ -39,6 +39,7 @@ import numpy as np
 
 from ltdeploy.backends import load_backend
 from ltdeploy.errors import LtDeployError
+from ltdeploy.files import atomic_path
 
 
 @dataclass
@@ -276,10 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{t.name[-44:]:<44} {t.provider[:22]:<22} {t.precision:<4} {kind:<10} {b:>5} "
                       f"{pc['p50']:8.3f} {pc['p90']:8.3f} {pc['p99']:8.3f} {b / pc['p50'] * 1e3:8.1f} {ratio:6.3f}")
     if args.json:
-        tmp = args.json + ".partial"
-        with open(tmp, "w") as f:
+        with atomic_path(args.json) as tmp, open(tmp, "w") as f:
             json.dump({"environment": env, "results": rows}, f, indent=1)
-        os.replace(tmp, args.json)
     return 0
 
 

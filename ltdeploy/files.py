@@ -18,11 +18,12 @@ def file_sha256(path: str) -> str:
 
 
 @contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed."""
+def atomic_path(path: str, suffix: str = ".part") -> Iterator[str]:
+    """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed.
+    `suffix` ends the temporary name (writers that pick the format from it, like OpenCV's, need the real one)."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
     os.close(fd)
     try:
         yield tmp

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import colorsys
-import os
-import tempfile
 
 import cv2
 import numpy as np
 
 from ltdeploy.errors import OutputError
+from ltdeploy.files import atomic_path
 
 
 def label_maps(outputs: dict[str, np.ndarray], output_name: str) -> np.ndarray:
@@ -44,15 +43,7 @@ def pixel_shares(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 def write_png(path: str, image: np.ndarray) -> None:
     """Write a PNG atomically (temporary file in the same folder, then rename); RGB is converted to BGR."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         data = image[:, :, ::-1] if image.ndim == 3 else image
         if not cv2.imwrite(tmp, np.ascontiguousarray(data)):
             raise OutputError(f"{path}: could not write the PNG (is the folder writable?)")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

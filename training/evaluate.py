@@ -29,6 +29,7 @@ import sys
 import numpy as np
 
 from ltdeploy.errors import LtDeployError
+from ltdeploy.files import atomic_path
 from training.data_lists import read_split
 from training.det_sources import is_det_dataset
 from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
@@ -100,10 +101,8 @@ def model_name(path: str) -> str:
 
 def write_json(path: str, result: dict) -> None:
     """Write JSON atomically (temporary file, then rename)."""
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(result, f, indent=1)
-    os.replace(tmp, path)
 
 
 def main_segmentation(args: argparse.Namespace) -> int:

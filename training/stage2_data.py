@@ -12,12 +12,12 @@ import argparse
 import hashlib
 import json
 import os
-import tempfile
 from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ltdeploy.files import atomic_path
 from ltdeploy.preprocess import PreprocessConfig
 from training.data_lists import Split, find_list, read_split
 from training.engine import augment, extract_features
@@ -67,11 +67,8 @@ class Stage2Data:
             cached = torch.load(path, weights_only=True)
             return cached["features"], cached["labels"]
         feats, labels = compute()
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".partial")
-        os.close(fd)
-        torch.save({"features": feats, "labels": labels}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({"features": feats, "labels": labels}, tmp)
         return feats, labels
 
     def features(self) -> tuple[torch.Tensor, torch.Tensor]:
