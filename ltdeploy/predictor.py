@@ -15,13 +15,14 @@ import numpy as np
 
 from ltdeploy.backends import Backend, load_backend
 from ltdeploy.classify import softmax, topk
-from ltdeploy.detect import draw, mask_to_rle, select, to_image
+from ltdeploy.detect import mask_to_rle, select, to_image
+from ltdeploy.drawing import draw_detections, overlay, palette, write_png
 from ltdeploy.errors import ImageError
 from ltdeploy.image_io import DEFAULT_MAX_PIXELS, read_image
 from ltdeploy.outputs import output_stems
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.results import Classification, ClassShare, DetectedObject, Detections, Failure, Segmentation, TopClass
-from ltdeploy.segment import label_maps, overlay, palette, pixel_shares, write_png
+from ltdeploy.segment import label_maps, pixel_shares
 
 Loaded = tuple[np.ndarray | None, np.ndarray]  # (the RGB image when the task draws on it, model input)
 
@@ -104,8 +105,8 @@ class Predictor:
         files = {}
         if self.save_dir:
             files["image"] = f"{self._stems[path]}_det.png"
-            write_png(files["image"], draw(rgb, dets["boxes"], [f"{o.name} {o.score:.2f}" for o in objects],
-                                           self._colours[idx], masks))
+            captions = [f"{o.name} {o.score:.2f}" for o in objects]
+            write_png(files["image"], draw_detections(rgb, dets["boxes"], captions, self._colours[idx], masks))
         return Detections(path, w, h, objects, files)
 
     def _results(self, paths: list[str], loaded: list[Loaded],
