@@ -21,10 +21,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from benchmarks.local_triton import LocalTriton
 from ltdeploy.errors import LtDeployError
 from ltdeploy.image_io import expand_sources
 from ltdeploy.triton.client import connect, infer_images
-from ltdeploy.triton.local_server import LocalTriton
 from ltdeploy.triton.repository import model_name_for, write_repository
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -292,8 +292,8 @@ def test_triton_repository_for_the_detector(det_onnx: str, det_run: dict, tmp_pa
     assert {t.name: list(t.dims) for t in engine.output} == {"boxes": [-1, 4], "labels": [-1], "scores": [-1]}
     if not os.path.isfile(TRITON_PYTHON):
         pytest.skip("no Triton serving environment: run `make triton-env`")
+    from benchmarks.local_triton import LocalTriton
     from ltdeploy.triton.client import connect, infer_images
-    from ltdeploy.triton.local_server import LocalTriton
 
     served_repo = tmp_path / "served"
     assert CliRunner().invoke(cli, ["export-triton", "--engine", det_onnx, "--repo", str(served_repo), "--name",

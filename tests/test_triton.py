@@ -39,8 +39,8 @@ def parse_config(path: Path):
 def triton_python() -> str:
     if not os.path.isfile(TRITON_PYTHON):
         pytest.skip(f"no Triton serving environment at {TRITON_PYTHON}: run `make triton-env`")
+    from benchmarks.local_triton import server_files
     from ltdeploy.errors import EngineError
-    from ltdeploy.triton.local_server import server_files
     try:
         server_files(python=TRITON_PYTHON)
     except EngineError as exc:
@@ -94,8 +94,8 @@ def test_repository_for_a_plan_keeps_it_byte_identical(models, tmp_path):
 
 @pytest.mark.slow
 def test_round_trip_through_tritonserver(models, images, triton_python, tmp_path):
+    from benchmarks.local_triton import LocalTriton
     from ltdeploy.triton.client import connect, infer_images
-    from ltdeploy.triton.local_server import LocalTriton
 
     repo = tmp_path / "repo"
     r = ltdeploy_cli("export-triton", "--engine", str(models["folded"]), "--repo", str(repo), "--name", "digits",
@@ -121,7 +121,7 @@ def test_round_trip_through_tritonserver(models, images, triton_python, tmp_path
 def test_stub_runs_with_the_interpreters_own_libpython(triton_python, tmp_path):
     """multiprocessing's resource tracker calls RLock._recursion_count, which exists only when the stub's
     libpython matches the environment's standard library (the failure the issue reported)."""
-    from ltdeploy.triton.local_server import LocalTriton
+    from benchmarks.local_triton import LocalTriton
 
     model = tmp_path / "repo" / "shm"
     (model / "1").mkdir(parents=True)
@@ -149,8 +149,8 @@ def test_stub_runs_with_the_interpreters_own_libpython(triton_python, tmp_path):
 
 
 def test_missing_server_is_a_clear_error(tmp_path):
+    from benchmarks.local_triton import LocalTriton
     from ltdeploy.errors import EngineError
-    from ltdeploy.triton.local_server import LocalTriton
 
     with pytest.raises(EngineError, match="no tritonserver found"):
         LocalTriton(str(tmp_path), sys.executable, root=str(tmp_path))
