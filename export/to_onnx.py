@@ -36,7 +36,7 @@ from training.det_sources import DetSource, resolve_det_source
 from training.modeling.segmenter import ArgmaxLabels
 from training.seg_data import read_seg_split
 
-SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (METHOD.md §6; ties at upsampled borders)
+SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (docs/method.md §6; ties at upsampled borders)
 
 
 def verification_batch(data_dir: str, split: str, count: int, cfg: PreprocessConfig,

@@ -1,5 +1,5 @@
 """Segmentation training loops: stage 1 with cross-entropy, stage 2 per-pixel calibration with G-RW
-weights from pixel counts (METHOD.md §2-3). Pixels labelled 255 are ignored throughout."""
+weights from pixel counts (docs/method.md §2-3). Pixels labelled 255 are ignored throughout."""
 from __future__ import annotations
 
 import argparse

@@ -1,4 +1,4 @@
-"""Segmentation metrics (METHOD.md §7): mIoU and mean accuracy, overall and over head / body / tail
+"""Segmentation metrics (docs/method.md §7): mIoU and mean accuracy, overall and over head / body / tail
 classes by training pixel share (ADE20K: > 1%, 0.1-1%, < 0.1%)."""
 from __future__ import annotations
 

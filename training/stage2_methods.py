@@ -1,7 +1,7 @@
 """Stage-2 calibration methods on a frozen stage-1 model: name → (calibrator builder, trainer).
 
 Every method produces a calibrator with `forward(feat, z)` and `fold(head, mode)`; new methods register
-in METHODS. Sampling and losses follow METHOD.md §3-4: DisAlign and the G-RW classifier use instance
+in METHODS. Sampling and losses follow docs/method.md §3-4: DisAlign and the G-RW classifier use instance
 sampling with the G-RW loss; cRT and LWS use class-balanced sampling with plain cross-entropy.
 """
 from __future__ import annotations

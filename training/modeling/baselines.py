@@ -1,4 +1,4 @@
-"""Baseline stage-2 calibrators (METHOD.md §4), each with the same interface as DisAlign:
+"""Baseline stage-2 calibrators (docs/method.md §4), each with the same interface as DisAlign:
 `forward(feat, z) → logits` on frozen features x (N, d) and stage-1 logits z (N, K), and
 `fold(head, mode) → FoldedHead` for export. All but NCM fold into plain Gemm weights.
 """

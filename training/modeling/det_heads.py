@@ -34,12 +34,12 @@ class BoxPredictor(nn.Module):
 
 
 class RoIBoxBranch(nn.Module):
-    """R passes through one weight-shared box head (METHOD.md §5); R = 1 is the plain Faster R-CNN head.
+    """R passes through one weight-shared box head (docs/method.md §5); R = 1 is the plain Faster R-CNN head.
 
     After pass r (< R-1), MLP_z maps the K+1 logits to a channel bias X_z and MLP_b maps the 4K foreground
     deltas to a 7x7 map X_b; the pooled features become X * X_b + X_z. X_b is parametrised as 1 + MLP_b(.)
     with both MLPs' last layers zero-initialised, so the passes start as identical copies (the same function
-    class as METHOD's X_b; a random multiplicative map would start by scrambling the features).
+    class as PCB's X_b, docs/method.md §5; a random multiplicative map would start by scrambling the features).
     Stage 2's `calibrator` (DisAlign) maps the K foreground logits of the last pass only: earlier passes
     feed the next one and belong to the frozen stage-1 network. The background logit is left alone.
     Training keeps every pass's logits in `pass_logits` for the loss.

@@ -1,6 +1,6 @@
 """Inference-only heads with the calibration folded in: one Gemm, then a little elementwise work.
 
-DisAlign gives zhat = z + sig(x) * ((alpha - 1) * z + beta) (METHOD.md §6); with a1 = alpha - 1:
+DisAlign gives zhat = z + sig(x) * ((alpha - 1) * z + beta) (docs/method.md §6); with a1 = alpha - 1:
 - "affine":  Gemm with K+1 rows [W; v] gives z and the confidence logit; zhat = z + sig * (a1 * z + beta).
 - "weights": Gemm with 2K+1 rows [W; diag(a1) W; v], bias [b; a1 * b + beta; c]; zhat = z + sig * z2.
 - "plain":   no input-dependent calibration (stage 1, or per-class affine maps folded into W, b);

@@ -1,4 +1,4 @@
-"""PCB (METHOD.md §5): a running foreground confusion matrix, soft targets from it, and the per-pass loss."""
+"""PCB (docs/method.md §5): a running foreground confusion matrix, soft targets from it, and the per-pass loss."""
 from __future__ import annotations
 
 import torch
