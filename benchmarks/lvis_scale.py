@@ -241,6 +241,10 @@ def _parity(p: dict | None) -> str:
             f"{p['max_score_diff']:.0e}, mask {p['max_mask_diff']:.0e}")
 
 
+def _join(values) -> str:
+    return ", ".join(map(str, values))
+
+
 def table(rows: list[dict]) -> str:
     """A markdown table of the cases."""
     head = ("| body | classes | model input | ONNX MB | export s | parity vs PyTorch (score >= 0.05) | "
@@ -248,13 +252,14 @@ def table(rows: list[dict]) -> str:
             "engine p50 / p90 ms | predict ms / image | runtime peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['body']}{'' if r['masks'] else ' (boxes only)'} | {r['classes']} | {', '.join('x'.join(map(str, s[::-1])) for s in r['model_inputs'])} "
-                     f"| {r['onnx_mb']} | {r['export_s']} | {_parity(r['parity'])} | "
-                     f"{', '.join(map(str, r['candidates_before_cap']))} ({', '.join(map(str, r['candidates_initial_head']))})"
-                     f" -> {', '.join(map(str, r['nms_candidates_per_image']))} | "
-                     + (f"{r['engine_ms']['p50']:.0f} / {r['engine_ms']['p90']:.0f} | "
-                        f"{r['predict_ms_per_image']['p50']:.0f} | " if "engine_ms" in r else
-                        f"not done in {r['timeout_s']:.0f} s | - | ") + f"{r['runtime_peak_rss_mb']} |")
+        inputs = _join("x".join(map(str, s[::-1])) for s in r["model_inputs"])
+        candidates = (f"{_join(r['candidates_before_cap'])} ({_join(r['candidates_initial_head'])}) -> "
+                      f"{_join(r['nms_candidates_per_image'])}")
+        timing = (f"{r['engine_ms']['p50']:.0f} / {r['engine_ms']['p90']:.0f} | {r['predict_ms_per_image']['p50']:.0f}"
+                  if "engine_ms" in r else f"not done in {r['timeout_s']:.0f} s | -")
+        lines.append(f"| {r['body']}{'' if r['masks'] else ' (boxes only)'} | {r['classes']} | {inputs} "
+                     f"| {r['onnx_mb']} | {r['export_s']} | {_parity(r['parity'])} | {candidates} | {timing} "
+                     f"| {r['runtime_peak_rss_mb']} |")
     return "\n".join(lines)
 
 

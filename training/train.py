@@ -68,7 +68,8 @@ PREPROCESS_DEFAULTS = {
 # Defaults that differ by task: (batch size, lr, weight decay, stage-1 epochs, stage-2 epochs).
 TASK_DEFAULTS = {"detection": (8, 0.01, 1e-4, 12, 4)}
 OTHER_DEFAULTS = (64, 0.1, 5e-4, 30, 10)
-DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3, "detection": 0.8}  # docs/method.md §3: ImageNet-LT, ADE20K, LVIS
+# docs/method.md §3: the paper's values for ImageNet-LT, ADE20K and LVIS
+DEFAULT_RHO = {"classification": 1.2, "segmentation": 0.3, "detection": 0.8}
 
 
 def preprocess_for(args: argparse.Namespace) -> PreprocessConfig:
