@@ -281,7 +281,7 @@ def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str,
 def test_triton_repository_for_the_detector(det_onnx: str, det_run: dict, tmp_path) -> None:
     """Detectors take one image: the engine model has max_batch_size 0 and full dims, outputs of any length;
     served through tritonserver (when `make triton-env` was run) the detections equal `ltdeploy predict`'s."""
-    from test_triton import TRITON_PYTHON, parse_config
+    from helpers import TRITON_PYTHON, parse_config
 
     repo = tmp_path / "repo"
     r = CliRunner().invoke(cli, ["export-triton", "--engine", det_onnx, "--repo", str(repo), "--name", "det"])

@@ -12,44 +12,20 @@ import onnx
 import onnxruntime as ort
 import pytest
 from conftest import ltdeploy_cli
+from helpers import build_info, description_of, fake_plan
 
 from ltdeploy.backends.onnxruntime import check_provider, providers_for
 from ltdeploy.builder import BatchRange
 from ltdeploy.errors import EngineError, MetadataError
-from ltdeploy.files import file_sha256
 from ltdeploy.fp16 import FP16_SCOPES
 from ltdeploy.image_io import read_image
-from ltdeploy.metadata import METADATA_KEY, ModelDescription
 from ltdeploy.plan import (
-    BuildInfo,
-    TensorSpec,
     check_plan,
     read_plan_description,
     read_plan_header,
     write_plan_description,
 )
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-
-
-def fake_plan(path, version=(10, 13, 2, 6), body: bytes = b"\x01" * 100) -> str:
-    """A file with a real plan header (magic, 0, ..., version at bytes 24-27) and an arbitrary body."""
-    head = struct.pack("<II", 0x74727466, 0) + bytes(16) + bytes(version)
-    with open(path, "wb") as f:
-        f.write(head + body)
-    return str(path)
-
-
-def description_of(onnx_path) -> ModelDescription:
-    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    return ModelDescription.from_json(meta[METADATA_KEY])
-
-
-def build_info(plan: str, cc: str = "8.9", version: str = "10.13.2.6") -> BuildInfo:
-    return BuildInfo(tensorrt_version=version, gpu_name="NVIDIA L4", compute_capability=cc, precision="fp16",
-                     profiles=[{"images": [[1, 3, 32, 32], [8, 3, 32, 32], [32, 3, 32, 32]]}],
-                     tensors=[TensorSpec("images", "input", "float32", [-1, 3, 32, 32]),
-                              TensorSpec("logits", "output", "float32", [-1, 10])],
-                     onnx_sha256="0" * 64, plan_sha256=file_sha256(plan))
 
 
 @pytest.fixture()

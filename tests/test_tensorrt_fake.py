@@ -211,11 +211,11 @@ def test_empty_detection_output(fake_trt, mask_rcnn_onnx, tmp_path):
 
 def test_build_refuses_a_graph_with_a_growing_loop(fake_trt, models, tmp_path):
     import onnx
-    from test_graph_check import _loop_model
+    from helpers import loop_model
 
     from ltdeploy.metadata import METADATA_KEY
 
-    model = _loop_model(grow=True)
+    model = loop_model(grow=True)
     meta = {p.key: p.value for p in onnx.load(str(models["folded"])).metadata_props}
     onnx.helper.set_model_props(model, {METADATA_KEY: meta[METADATA_KEY]})
     path = tmp_path / "loop.onnx"

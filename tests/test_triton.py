@@ -3,7 +3,6 @@ files in place, all-or-nothing), and a real round trip through the tritonserver 
 wheel (Python backend, CPU) in the torch-free environment `make triton-env` builds."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
@@ -12,27 +11,11 @@ from pathlib import Path
 
 import pytest
 import tritonclient.http
-from conftest import ROOT, ltdeploy_cli
-from google.protobuf import text_format
-from test_gpu_path import build_info, description_of, fake_plan
+from conftest import ltdeploy_cli
+from helpers import TRITON_PYTHON, build_info, description_of, fake_plan, model_config_schema, parse_config
 
 from ltdeploy.files import file_sha256
 from ltdeploy.plan import write_plan_description
-
-TRITON_PYTHON = os.environ.get("LTDEPLOY_TRITON_PYTHON", str(ROOT / ".venv-triton" / "bin" / "python"))
-
-
-def model_config_schema():
-    """Triton's ModelConfig protobuf, as shipped in tritonclient (loaded without the grpc extra)."""
-    path = Path(tritonclient.http.__file__).parents[1] / "grpc" / "model_config_pb2.py"
-    spec = importlib.util.spec_from_file_location("model_config_pb2", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ModelConfig
-
-
-def parse_config(path: Path):
-    return text_format.Parse(path.read_text(), model_config_schema()())
 
 
 @pytest.fixture(scope="module")
