@@ -199,7 +199,7 @@ def gpu_environment(targets: list[Target]) -> dict:
     if backends:
         import tensorrt
 
-        from ltdeploy.cuda import current_gpu
+        from ltdeploy.gpu.cuda import current_gpu
         gpu = current_gpu()
         env = {"gpu": gpu.name, "compute_capability": gpu.compute_capability, "driver": gpu.driver,
                "cuda_runtime": gpu.cuda_runtime, "tensorrt": tensorrt.__version__}

@@ -148,7 +148,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
     build = None
     try:
         if SUFFIXES.get(os.path.splitext(engine)[1].lower()) == "tensorrt" and device == "auto":
-            from ltdeploy.plan import read_plan_description, read_plan_header
+            from ltdeploy.gpu.plan import read_plan_description, read_plan_header
             header = read_plan_header(engine)
             desc, build = read_plan_description(engine)
             provider = (f"TensorRT {header.version_string} plan, {build.precision}, built on {build.gpu_name} "
@@ -211,14 +211,14 @@ def build(onnx_file: str, output: str, fp16: bool, min_batch: int | None, opt_ba
         if suffix == ".onnx":
             if not fp16:
                 raise LtDeployError("an .onnx output is only for the fp16 conversion: add --fp16")
-            from ltdeploy.fp16 import convert_to_fp16
+            from ltdeploy.gpu.fp16 import convert_to_fp16
             counts = convert_to_fp16(onnx_file, output)
             click.echo(f"wrote {output}: {counts['fp16_nodes']} of {counts['nodes']} nodes in fp16 (feature "
                        f"extractor), {counts['casts']} casts; heads, calibration and post-processing fp32")
             return
         if SUFFIXES.get(suffix) != "tensorrt":
             raise LtDeployError(f"{output}: a plan is written as .trt, .engine or .plan")
-        from ltdeploy.builder import BatchRange, build_plan
+        from ltdeploy.gpu.builder import BatchRange, build_plan
 
         ranges = [BatchRange.parse(r) for r in batch_range]
         if min_batch or opt_batch or max_batch or not ranges:

@@ -3,7 +3,7 @@
     python scripts/gpu_check.py            # on a GPU machine with cuda-bindings (cuda-python) and numpy
     python scripts/gpu_check.py --host-memory   # the same checks on the host-memory stand-in (CI, no GPU)
 
-Part 1 drives `ltdeploy/cuda.py` on the device: the device query, device buffers, pinned host buffers, a
+Part 1 drives `ltdeploy/gpu/cuda.py` on the device: the device query, device buffers, pinned host buffers, a
 non-blocking stream, asynchronous copies both ways, events and native handles, destruction. Part 2 drives
 the TensorRT backend's whole data path (profiles, input shapes, device addresses, output allocators,
 execute_async_v3, copies back) with the fake `tensorrt` of tests/fakes on real device memory: a batch-
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.modules["cv2"] = stub
     import numpy as np
 
-    from ltdeploy import cuda
+    from ltdeploy.gpu import cuda
 
     cuda.runtime()  # a clear error now if cuda-python is missing
     info: dict = {}
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from ltdeploy.backends.tensorrt import TensorRTBackend
     from ltdeploy.files import file_sha256
+    from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
     from ltdeploy.metadata import ModelDescription
-    from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
     from ltdeploy.preprocess import PreprocessConfig
 
     weights = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)

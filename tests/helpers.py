@@ -14,8 +14,8 @@ from google.protobuf import text_format
 from onnx import TensorProto, helper
 
 from ltdeploy.files import file_sha256
+from ltdeploy.gpu.plan import BuildInfo, TensorSpec
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
-from ltdeploy.plan import BuildInfo, TensorSpec
 
 
 def fake_plan(path, version=(10, 13, 2, 6), body: bytes = b"\x01" * 100) -> str:

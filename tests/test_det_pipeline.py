@@ -259,7 +259,7 @@ def test_predict_on_photo_sized_inputs_maps_back_to_their_pixels(coco_run: dict,
 def test_fp16_detector_keeps_its_detections_and_ap(det_run: dict, det_onnx: str, tmp_path) -> None:
     """fp16 goes into the backbone only: NMS, box decoding and the calibrated RoI head stay fp32."""
     from ltdeploy.backends import load_backend
-    from ltdeploy.fp16 import convert_to_fp16
+    from ltdeploy.gpu.fp16 import convert_to_fp16
     from ltdeploy.preprocess import preprocess_image
 
     half = str(tmp_path / "det.fp16.onnx")

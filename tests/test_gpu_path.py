@@ -15,16 +15,16 @@ from conftest import ltdeploy_cli
 from helpers import build_info, description_of, fake_plan
 
 from ltdeploy.backends.onnxruntime import check_provider, providers_for
-from ltdeploy.builder import BatchRange
 from ltdeploy.errors import EngineError, MetadataError
-from ltdeploy.fp16 import FP16_SCOPES
-from ltdeploy.image_io import read_image
-from ltdeploy.plan import (
+from ltdeploy.gpu.builder import BatchRange
+from ltdeploy.gpu.fp16 import FP16_SCOPES
+from ltdeploy.gpu.plan import (
     check_plan,
     read_plan_description,
     read_plan_header,
     write_plan_description,
 )
+from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 
 
@@ -77,7 +77,7 @@ def test_plan_without_description_or_with_a_broken_one(tmp_path):
     bare = fake_plan(tmp_path / "bare.trt")
     with pytest.raises(MetadataError, match="no description beside the plan"):
         read_plan_description(bare)
-    (tmp_path / "bare.trt.json").write_text('{"schema": "ltdeploy.plan/1", "model": {}}')
+    (tmp_path / "bare.trt.json").write_text('{"schema": "ltdeploy.gpu.plan/1", "model": {}}')
     with pytest.raises(MetadataError, match="malformed"):
         read_plan_description(bare)
 
@@ -225,7 +225,7 @@ class _FakeNetwork:
 
 def test_optimization_profiles_per_batch_range_and_fitted_sizes():
     """The profile logic of the builder, on stand-ins for TensorRT's builder, config and network."""
-    from ltdeploy.builder import _profiles
+    from ltdeploy.gpu.builder import _profiles
 
     builder = _FakeBuilder()
     got = _profiles(builder, _FakeConfig(), _FakeNetwork((-1, 3, -1, -1)), [BatchRange(1, 4, 8), BatchRange(16, 32, 64)],

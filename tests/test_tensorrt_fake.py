@@ -16,12 +16,12 @@ from ltdeploy.errors import EngineError, InputShapeError
 
 
 def _build(onnx_path, plan, **kw):
-    from ltdeploy.builder import build_plan
+    from ltdeploy.gpu.builder import build_plan
     return build_plan(str(onnx_path), str(plan), **kw)
 
 
 def test_build_registers_plugins_clears_tf32_and_writes_a_plan_trtexec_reads(fake_trt, models, tmp_path):
-    from ltdeploy.plan import read_plan_description, read_plan_header
+    from ltdeploy.gpu.plan import read_plan_description, read_plan_header
 
     plan = tmp_path / "m.trt"
     info = _build(models["folded"], plan)
@@ -41,7 +41,7 @@ def test_plan_runs_like_onnx_runtime_with_two_profiles_and_clean_up(fake_trt, mo
 
     from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
     from ltdeploy.backends.tensorrt import TensorRTBackend
-    from ltdeploy.builder import BatchRange
+    from ltdeploy.gpu.builder import BatchRange
 
     plan = tmp_path / "m.trt"
     _build(models["folded"], plan, ranges=[BatchRange(1, 2, 4), BatchRange(8, 16, 32)])
@@ -131,7 +131,7 @@ def test_only_a_lean_runtime_is_refused_in_one_line(models, tmp_path):
 
 
 def test_set_shape_errors_become_one_line(fake_trt):
-    from ltdeploy.builder import BatchRange, _profiles
+    from ltdeploy.gpu.builder import BatchRange, _profiles
 
     builder, config = fake_trt.Builder(None), fake_trt.IBuilderConfig()
     network = fake_trt.INetworkDefinition(0)

@@ -15,7 +15,7 @@ from conftest import ltdeploy_cli
 from helpers import TRITON_PYTHON, build_info, description_of, fake_plan, model_config_schema, parse_config
 
 from ltdeploy.files import file_sha256
-from ltdeploy.plan import write_plan_description
+from ltdeploy.gpu.plan import write_plan_description
 
 
 @pytest.fixture(scope="module")

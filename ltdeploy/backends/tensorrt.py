@@ -1,7 +1,7 @@
 """TensorRT backend for `.trt` / `.engine` / `.plan` files (TensorRT 10.x / 11.x, cuda-python for memory).
 
 Before deserializing, the plan header, the description beside it, the installed TensorRT and this GPU
-are checked (`ltdeploy.plan.check_plan`), so a mismatch is one clear line rather than a None engine
+are checked (`ltdeploy.gpu.plan.check_plan`), so a mismatch is one clear line rather than a None engine
 and a log message; the bundled plugins are registered first (the detectors' RoiAlign is one). Tensors
 are addressed by name; every output goes through an output allocator, which covers the batch-dependent
 shapes of classification and segmentation and the data-dependent ones of detection (NMS) with one code
@@ -16,8 +16,8 @@ import numpy as np
 
 from ltdeploy.backends.base import Backend
 from ltdeploy.errors import EngineError, InputShapeError
-from ltdeploy.plan import check_plan
-from ltdeploy.trt_common import capturing_logger, import_tensorrt, register_plugins
+from ltdeploy.gpu.plan import check_plan
+from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins
 
 
 def _gpu_index(device: str) -> int:
@@ -31,7 +31,7 @@ def _gpu_index(device: str) -> int:
 def _output_allocator(trt):
     """An IOutputAllocator that grows one device buffer per output and records the shape TensorRT reports.
     Only the asynchronous reallocation is implemented: the synchronous one is deprecated in TensorRT 10."""
-    from ltdeploy.cuda import DeviceBuffer
+    from ltdeploy.gpu.cuda import DeviceBuffer
 
     class OutputAllocator(trt.IOutputAllocator):
         def __init__(self) -> None:
@@ -56,7 +56,7 @@ class TensorRTBackend(Backend):
     """Runs a TensorRT plan built by `ltdeploy build` (or by trtexec, with the description written beside it)."""
 
     def __init__(self, path: str, device: str = "cuda", threads: int = 0) -> None:
-        from ltdeploy.cuda import DeviceBuffer, PinnedBuffer, Stream, current_gpu
+        from ltdeploy.gpu.cuda import DeviceBuffer, PinnedBuffer, Stream, current_gpu
 
         trt = import_tensorrt(f"{path}: a TensorRT plan")
         self.path, self._trt = path, trt
@@ -101,7 +101,7 @@ class TensorRTBackend(Backend):
 
     def _use_gpu(self) -> None:
         """Make the plan's GPU current in the calling thread (once per thread)."""
-        from ltdeploy.cuda import set_device
+        from ltdeploy.gpu.cuda import set_device
 
         if not getattr(self._current, "ok", False):
             set_device(self.gpu.index)
@@ -172,7 +172,7 @@ class TensorRTBackend(Backend):
 
     def gpu_time(self, inputs: dict[str, np.ndarray]) -> float:
         """GPU time of one enqueue in milliseconds (CUDA events around execute_async_v3; copies excluded)."""
-        from ltdeploy.cuda import EventTimer
+        from ltdeploy.gpu.cuda import EventTimer
 
         self._stage(inputs)
         self.stream.synchronize()

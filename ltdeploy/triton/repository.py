@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from ltdeploy.backends import SUFFIXES
 from ltdeploy.errors import EngineError, OutputError
+from ltdeploy.gpu.plan import TensorSpec
 from ltdeploy.metadata import ModelDescription
-from ltdeploy.plan import TensorSpec
 from ltdeploy.triton.model import DESCRIPTION_FILE, INPUT, OUTPUT
 
 LAYOUTS = ("native", "python")
@@ -52,7 +52,7 @@ def engine_io(path: str) -> EngineIO:
     if kind is None or not os.path.isfile(path):
         raise EngineError(f"{path}: expected an existing .onnx, .trt, .engine or .plan file")
     if kind == "tensorrt":
-        from ltdeploy.plan import read_plan_description, read_plan_header
+        from ltdeploy.gpu.plan import read_plan_description, read_plan_header
         read_plan_header(path)
         description, build = read_plan_description(path)
         return EngineIO(description, build.tensors, "tensorrt_plan", build.max_batch() if build.batch_dynamic() else 0)

@@ -405,7 +405,7 @@ class IExecutionContext:
         return dict(zip(names, self._session.run(None, feeds)))
 
     def execute_async_v3(self, stream_handle) -> bool:
-        from ltdeploy.cuda import call, runtime
+        from ltdeploy.gpu.cuda import call, runtime
 
         if not isinstance(stream_handle, int):
             raise TypeError("execute_async_v3(): incompatible function arguments (stream_handle: int)")

@@ -17,7 +17,7 @@ from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.metadata import ModelDescription
 
 PLAN_MAGIC = 0x74727466  # "ftrt" little-endian: the first uint32 of every serialized engine
-BUILD_SCHEMA = "ltdeploy.plan/1"
+BUILD_SCHEMA = "ltdeploy.gpu.plan/1"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Written for the TensorRT 10.x and 11.x Python APIs:
 - no EXPLICIT_BATCH flag (ignored in 10, gone in 11);
-- fp16 goes into the ONNX first (`ltdeploy.fp16`: feature extractor fp16, heads and calibration fp32);
+- fp16 goes into the ONNX first (`ltdeploy.gpu.fp16`: feature extractor fp16, heads and calibration fp32);
   on 11 every network is strongly typed, on 10 the STRONGLY_TYPED flag asks for the same behaviour,
   so one plan has the same precision on both, and no deprecated FP16 builder flag is used;
 - one optimization profile per requested batch range; `build_serialized_network` returns None on failure;
@@ -21,10 +21,10 @@ import numpy as np
 
 from ltdeploy.errors import EngineError, MetadataError
 from ltdeploy.files import atomic_path, file_sha256
+from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
+from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 from ltdeploy.graph_check import trt_blockers
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
-from ltdeploy.plan import BuildInfo, TensorSpec, write_plan_description
-from ltdeploy.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ def _tensor_specs(trt, network) -> list[TensorSpec]:
 def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[BatchRange] | None = None,
                workspace_gib: float = 4.0, gpu_index: int = 0) -> BuildInfo:
     """Build a TensorRT plan from an ltdeploy ONNX file; write it and its description atomically."""
-    from ltdeploy.cuda import current_gpu
+    from ltdeploy.gpu.cuda import current_gpu
 
     if not os.path.isfile(onnx_path):
         raise EngineError(f"{onnx_path}: no such ONNX file")
@@ -137,7 +137,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
     with tempfile.TemporaryDirectory(prefix="ltdeploy-build-") as tmp:
         source = onnx_path
         if fp16:
-            from ltdeploy.fp16 import convert_to_fp16
+            from ltdeploy.gpu.fp16 import convert_to_fp16
             source = os.path.join(tmp, "model.fp16.onnx")
             convert_to_fp16(onnx_path, source)
         flags = 0
