@@ -133,6 +133,15 @@ class ModelDescription:
         return cls.from_dict(data, source)
 
 
+def description_from_metadata(metadata: dict, source: str) -> ModelDescription:
+    """The description in an ONNX file's metadata (key -> value, as ONNX Runtime's custom_metadata_map or
+    `{p.key: p.value for p in model.metadata_props}` give it); a one-line error when there is none."""
+    if METADATA_KEY not in metadata:
+        raise MetadataError(f"{source}: ONNX file has no ltdeploy description in its metadata; "
+                            "export it with `python export/to_onnx.py`")
+    return ModelDescription.from_json(metadata[METADATA_KEY], source=source)
+
+
 def frequency_group(count: int, many_above: int, few_below: int) -> str:
     """ImageNet-LT convention: many > many_above, few < few_below, medium in between (inclusive)."""
     if count > many_above:

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper
 
 from ltdeploy.files import file_sha256
 from ltdeploy.gpu.plan import BuildInfo, TensorSpec
-from ltdeploy.metadata import METADATA_KEY, ModelDescription
+from ltdeploy.metadata import ModelDescription, description_from_metadata
 
 
 def fake_plan(path, version=(10, 13, 2, 6), body: bytes = b"\x01" * 100) -> str:
@@ -28,7 +28,7 @@ def fake_plan(path, version=(10, 13, 2, 6), body: bytes = b"\x01" * 100) -> str:
 
 def description_of(onnx_path) -> ModelDescription:
     meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
-    return ModelDescription.from_json(meta[METADATA_KEY])
+    return description_from_metadata(meta, str(onnx_path))
 
 
 def build_info(plan: str, cc: str = "8.9", version: str = "10.13.2.6") -> BuildInfo:

@@ -315,12 +315,12 @@ def test_exported_detectors_hold_no_loop_and_record_their_candidate_cap(det_onnx
     description records the cap every runtime applies."""
     from export.onnx_export import op_counts
     from ltdeploy.graph_check import trt_blockers
-    from ltdeploy.metadata import METADATA_KEY, ModelDescription
+    from ltdeploy.metadata import description_from_metadata
 
     for path in (det_onnx, coco_run["onnx"]):
         model = onnx.load(path)
         assert trt_blockers(model) == [] and "Loop" not in op_counts(path) and "Scan" not in op_counts(path)
-        desc = ModelDescription.from_json({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+        desc = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
         assert desc.postprocess["candidates"] == 3840 and desc.postprocess["candidates_per_class"] == 300
     masks = [o for o in onnx.load(coco_run["onnx"]).graph.output if o.name == "masks"][0]
     assert [d.dim_value for d in masks.type.tensor_type.shape.dim][1:] == [1, 28, 28]

@@ -7,7 +7,7 @@ import numpy as np
 
 from ltdeploy.backends.base import Backend
 from ltdeploy.errors import EngineError, InputShapeError, MetadataError
-from ltdeploy.metadata import METADATA_KEY, ModelDescription
+from ltdeploy.metadata import description_from_metadata
 
 
 def _import_ort():
@@ -76,11 +76,7 @@ class OnnxRuntimeBackend(Backend):
             raise EngineError(f"{path}: not a loadable ONNX model ({reason})") from None
         self.requested = wanted[0] if isinstance(wanted[0], str) else wanted[0][0]
         check_provider(path, self.requested, self.session.get_providers())
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if METADATA_KEY not in meta:
-            raise MetadataError(f"{path}: ONNX file has no ltdeploy description in its metadata; "
-                                "export it with `python export/to_onnx.py`")
-        self.description = ModelDescription.from_json(meta[METADATA_KEY], source=path)
+        self.description = description_from_metadata(self.session.get_modelmeta().custom_metadata_map, path)
         self._inputs = {i.name: i for i in self.session.get_inputs()}
         self.input_names = list(self._inputs)
         self.output_names = [o.name for o in self.session.get_outputs()]

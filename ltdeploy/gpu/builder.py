@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ltdeploy.errors import EngineError, MetadataError
+from ltdeploy.errors import EngineError
 from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
 from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 from ltdeploy.graph_check import trt_blockers
-from ltdeploy.metadata import METADATA_KEY, ModelDescription
+from ltdeploy.metadata import ModelDescription, description_from_metadata
 
 
 @dataclass(frozen=True)
@@ -59,15 +59,12 @@ def read_onnx_description(path: str) -> ModelDescription:
         model = onnx.load(path, load_external_data=False)
     except Exception as exc:  # DecodeError and friends
         raise EngineError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        raise MetadataError(f"{path}: no ltdeploy description in the ONNX metadata; export it with "
-                            "`python export/to_onnx.py`")
+    description = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
     blockers = trt_blockers(model)
     if blockers:
         raise EngineError(f"{path}: TensorRT cannot build this graph ({'; '.join(blockers)[:300]}); re-export it "
                           "with this ltdeploy (masks leave the graph per box)")
-    return ModelDescription.from_json(meta[METADATA_KEY], source=path)
+    return description
 
 
 def _profiles(builder, config, network, ranges: list[BatchRange],
