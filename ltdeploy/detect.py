@@ -1,5 +1,5 @@
-"""Detection post-processing: graph outputs at the model's input size → boxes (and masks) on the image,
-and COCO run-length masks."""
+"""Detection post-processing: graph outputs at the model's input size → boxes on the image, and each box's
+mask pasted at the image's pixels."""
 from __future__ import annotations
 
 import numpy as np
@@ -23,14 +23,3 @@ def to_image(dets: dict[str, np.ndarray], geometry: Geometry) -> dict:
     if "masks" in dets:
         out["masks"] = paste_masks(dets["masks"], out["boxes"], geometry.image_size)
     return out
-
-
-def mask_to_rle(mask: np.ndarray) -> dict:
-    """COCO uncompressed RLE of a binary mask (H, W): column-major run lengths, starting with zeros."""
-    flat = np.asarray(mask, np.uint8).ravel(order="F")
-    change = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], change, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat.size and flat[0] == 1:
-        counts = [0] + counts
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}

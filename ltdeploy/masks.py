@@ -34,6 +34,26 @@ class MaskPatch:
         """Pixels inside the mask."""
         return int(self.bits.sum())
 
+    def rle(self) -> dict:
+        """COCO uncompressed RLE of the mask on the whole image, without building the whole image: column-major
+        runs of the H-tall strip the patch spans, the columns left and right of it added as background."""
+        (ih, iw), (h, w) = self.image_size, self.bits.shape
+        if h == 0 or w == 0:
+            return {"size": [ih, iw], "counts": [ih * iw]}
+        strip = np.zeros((ih, w), np.uint8)
+        strip[self.top:self.top + h] = self.bits
+        flat = strip.ravel(order="F")
+        counts = np.diff(np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])).tolist()
+        if flat[0] == 1:
+            counts = [0] + counts
+        counts[0] += self.left * ih
+        trailing = (iw - self.left - w) * ih
+        if len(counts) % 2:  # ends on background
+            counts[-1] += trailing
+        elif trailing:
+            counts.append(trailing)
+        return {"size": [ih, iw], "counts": counts}
+
     def full(self) -> np.ndarray:
         """The mask as a boolean (H, W) array."""
         out = np.zeros(self.image_size, bool)

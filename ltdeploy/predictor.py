@@ -15,7 +15,7 @@ import numpy as np
 
 from ltdeploy.backends import Backend, load_backend
 from ltdeploy.classify import softmax, topk
-from ltdeploy.detect import mask_to_rle, select, to_image
+from ltdeploy.detect import select, to_image
 from ltdeploy.drawing import draw_detections, overlay, palette, write_png
 from ltdeploy.errors import ImageError
 from ltdeploy.image_io import DEFAULT_MAX_PIXELS, read_image
@@ -100,7 +100,7 @@ class Predictor:
         idx = dets["labels"].astype(int) - 1  # the graph numbers classes 1..K (0 is background)
         masks = dets.get("masks")
         objects = [DetectedObject(int(i), names[i], float(sc), self._groups[i], tuple(float(v) for v in b),
-                                  mask_to_rle(masks[j].full()) if masks is not None else None, ids[i])
+                                  masks[j].rle() if masks is not None else None, ids[i])
                    for j, (i, sc, b) in enumerate(zip(idx, dets["scores"], dets["boxes"]))]
         files = {}
         if self.save_dir:

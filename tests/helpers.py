@@ -7,6 +7,7 @@ import os
 import struct
 from pathlib import Path
 
+import numpy as np
 import onnx
 import tritonclient.http
 from conftest import ROOT
@@ -73,3 +74,15 @@ def loop_model(grow: bool) -> onnx.ModelProto:
                                            helper.make_tensor_value_info("x0", TensorProto.FLOAT, [2])],
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def mask_to_rle(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE of a whole binary mask (H, W): column-major run lengths, starting with zeros (the
+    reference the runtime's patch encoder is checked against)."""
+    flat = np.asarray(mask, np.uint8).ravel(order="F")
+    change = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat.size and flat[0] == 1:
+        counts = [0] + counts
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}

@@ -18,12 +18,13 @@ import onnx
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import mask_to_rle
 
 from export.det_export import match_detections
 from export.to_onnx import main as export_main
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.cli import cli
-from ltdeploy.detect import mask_to_rle, select, to_image
+from ltdeploy.detect import select, to_image
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
 from training.checkpoint import read_checkpoint, save_checkpoint

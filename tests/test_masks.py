@@ -1,9 +1,10 @@
 """The runtime's mask paste is torchvision's, pixel for pixel, without torch and without image-sized arrays."""
 import numpy as np
 import torch
+from helpers import mask_to_rle
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from ltdeploy.masks import paste_masks
+from ltdeploy.masks import MaskPatch, paste_masks
 
 
 def test_paste_matches_torchvision_pixel_for_pixel():
@@ -17,7 +18,17 @@ def test_paste_matches_torchvision_pixel_for_pixel():
     assert len(got) == 200 and sum(p.area for p in got) == int(ref.sum()) > 0
     for r, p in zip(ref, got):
         assert np.array_equal(p.full(), r)
+        assert p.rle() == mask_to_rle(r)  # the RLE straight from the patch is the whole image's
         assert p.bits.shape[0] <= 97 and p.bits.shape[1] <= 131  # a patch, never the whole image
+
+
+def test_rle_of_patches_at_the_image_edges():
+    bits = np.array([[1, 0], [1, 1]], bool)
+    for top, left in ((0, 0), (3, 4), (0, 4), (3, 0)):  # corners: runs that start or end the image
+        patch = MaskPatch(bits, top, left, (5, 6))
+        assert patch.rle() == mask_to_rle(patch.full()), (top, left)
+    empty = MaskPatch(np.zeros((0, 0), bool), 0, 0, (5, 6))
+    assert empty.rle() == mask_to_rle(empty.full()) == {"size": [5, 6], "counts": [30]}
 
 
 def test_no_detections_and_mismatched_inputs():
