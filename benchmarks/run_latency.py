@@ -70,7 +70,7 @@ def engine_target(path: str, threads: int, spinning: bool, device: str = "auto")
     backend = load_backend(path, device=device, threads=threads, spinning=spinning)
     desc = backend.description
     name, out = desc.input_name, desc.output_names[0]
-    predictor = Predictor(backend, save_dir=None)
+    predictor = Predictor(backend)
     build = getattr(backend, "build", None)
     gpu_time = getattr(backend, "gpu_time", None)
 

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltdeploy.metadata import ModelDescription
+from ltdeploy.postprocess import Loaded, PostOptions, RunFn
+from ltdeploy.results import Classification, TopClass
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax of float logits (N, K), computed stably in float64."""
@@ -17,3 +21,22 @@ def topk(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, probs.shape[1])
     idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return idx, np.take_along_axis(probs, idx, axis=1)
+
+
+class Postprocess:
+    """Classification outputs → one Classification per image (top-k classes with their frequency groups)."""
+
+    keeps_image = False  # nothing is drawn on the input
+
+    def __init__(self, description: ModelDescription, options: PostOptions) -> None:
+        self.description = description
+        self.groups = description.groups
+
+    def results(self, paths: list[str], loaded: list[Loaded], run: RunFn, k: int) -> list[Classification]:
+        """Run the batch once and rank each image's classes."""
+        logits = run(np.stack([x for _, x in loaded]))[self.description.output_names[0]]
+        names = self.description.class_names
+        idx, probs = topk(softmax(logits), k)
+        return [Classification(p, [TopClass(int(i), names[i], float(q), self.groups[i])
+                                   for i, q in zip(row_i, row_p)])
+                for p, row_i, row_p in zip(paths, idx, probs)]

@@ -83,13 +83,14 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
     Exit 1 if any image failed, 2 if nothing could run.
     """
     from ltdeploy.image_io import expand_sources
+    from ltdeploy.outputs import output_stems
     from ltdeploy.predictor import Predictor
     from ltdeploy.results import Failure
 
     try:
         paths = expand_sources(list(images))
-        predictor = Predictor(engine, device=device, batch_size=batch_size, save_dir=None if no_save else out_dir,
-                              score_threshold=score_threshold, max_detections=max_detections,
+        names = {} if no_save else output_stems(paths, "")
+        predictor = Predictor(engine, device=device, batch_size=batch_size, score_threshold=score_threshold, max_detections=max_detections,
                               max_pixels=max_pixels)
         outcomes = []
         with _Progress(len(paths)) as bar:
@@ -98,8 +99,11 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
                 bar.update(1)
                 if isinstance(res, Failure):
                     bar.echo(f"error: {res.error}")
-                elif not as_json:
-                    click.echo(res.summary() if predictor.description.task == "classification" else res.summary(topk))
+                    continue
+                if not no_save:
+                    res.save(out_dir, names[res.path])
+                if not as_json:
+                    click.echo(res.summary(topk))
     except LtDeployError as exc:
         _fail(exc)
     failures = [r for r in outcomes if isinstance(r, Failure)]
@@ -143,7 +147,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
     from dataclasses import asdict
 
     from ltdeploy.backends import SUFFIXES, load_backend
-    from ltdeploy.metadata import COUNT_UNITS
+    from ltdeploy.tasks import task_spec
 
     build = None
     try:
@@ -165,7 +169,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
     groups = desc.groups
     pp = desc.preprocess
     top, mid, low = desc.group_names
-    unit = COUNT_UNITS[desc.task]
+    unit = task_spec(desc.task).count_unit
     lines = [
         f"engine:        {engine} ({provider})",
         f"task:          {desc.task}, {desc.num_classes} classes "

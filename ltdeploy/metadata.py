@@ -8,19 +8,16 @@ from dataclasses import dataclass, field
 
 from ltdeploy.errors import MetadataError
 from ltdeploy.preprocess import PreprocessConfig
+from ltdeploy.tasks import task_spec
 
 SCHEMA = "ltdeploy.model/2"
 # /1 had no class ids and no `resize` in its preprocessing; its classifiers and segmenters read the same
 # way, but its detectors squashed every image to a square, so those must be exported again.
 LEGACY_SCHEMA = "ltdeploy.model/1"
 METADATA_KEY = "ltdeploy"
-TASKS = ("classification", "segmentation", "detection")
-# Frequency groups per task: (above the first threshold, between, below the second). Classification counts
-# training images per class, segmentation training pixels per class (ADE20K's head / body / tail).
-GROUP_NAMES = {"classification": ("many", "medium", "few"), "segmentation": ("head", "body", "tail"),
-               "detection": ("frequent", "common", "rare")}
-COUNT_UNITS = {"classification": "training images", "segmentation": "training pixels",
-               "detection": "training images"}
+# The neutral names of the frequency groups (above the first threshold, between, below the second); each task
+# names them its own way (ltdeploy.tasks: ADE20K's head / body / tail, LVIS's frequent / common / rare).
+NEUTRAL_GROUPS = ("many", "medium", "few")
 
 
 @dataclass(frozen=True)
@@ -46,14 +43,13 @@ class ModelDescription:
     postprocess: dict = field(default_factory=dict)  # detection: score threshold, candidate caps, NMS, masks
 
     def __post_init__(self) -> None:
+        spec = task_spec(self.task)
         if not self.class_ids:
-            first = 1 if self.task == "detection" else 0
+            first = spec.first_class_id
             object.__setattr__(self, "class_ids", list(range(first, first + len(self.class_names))))
         if len(self.class_ids) != len(self.class_names) or len(set(self.class_ids)) != len(self.class_ids):
             raise MetadataError(f"{len(self.class_ids)} class ids for {len(self.class_names)} classes, or repeated "
                                 "ids")
-        if self.task not in TASKS:
-            raise MetadataError(f"task is {self.task!r}; this ltdeploy knows {', '.join(TASKS)}")
         if len(self.class_names) != len(self.class_counts):
             raise MetadataError(f"{len(self.class_names)} class names but {len(self.class_counts)} class counts")
         if not self.class_names:
@@ -67,13 +63,13 @@ class ModelDescription:
     @property
     def group_names(self) -> tuple[str, str, str]:
         """This task's names of the three frequency groups, most frequent first."""
-        return GROUP_NAMES[self.task]
+        return task_spec(self.task).group_names
 
     @property
     def groups(self) -> list[str]:
         """Frequency group of each class: 'many' / 'medium' / 'few' (segmentation: 'head' / 'body' / 'tail')."""
         many, few = self.group_thresholds
-        rename = dict(zip(GROUP_NAMES["classification"], self.group_names))
+        rename = dict(zip(NEUTRAL_GROUPS, self.group_names))
         return [rename[frequency_group(n, many, few)] for n in self.class_counts]
 
     def to_dict(self) -> dict:

@@ -1,10 +1,23 @@
-"""Result objects returned by the predictor and printed by the CLI."""
+"""Result objects returned by the predictor: printed (`summary`, `to_dict`) and saved (`save`) by the CLI.
+
+`save(out_dir, name)` writes what a person would look at (segmentation overlay and label PNGs, the drawn
+detections) as `out_dir/name_*.png`; `name` defaults to the input's stem and may hold sub-folders.
+"""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ltdeploy.drawing import draw_detections, overlay, write_png
+from ltdeploy.masks import MaskPatch
+
+
+def _prefix(path: str, out_dir: str, name: str | None) -> str:
+    stem = name if name is not None else os.path.splitext(os.path.basename(path))[0]
+    return os.path.join(out_dir, stem)
 
 
 @dataclass(frozen=True)
@@ -29,10 +42,14 @@ class Classification:
         """The top-1 class."""
         return self.top[0]
 
-    def summary(self) -> str:
-        """One line: path, then each class with its probability."""
-        ranked = ", ".join(f"{t.name} {t.prob:.3f}" for t in self.top)
+    def summary(self, top: int | None = None) -> str:
+        """One line: path, then each class with its probability (the first `top`, default all)."""
+        ranked = ", ".join(f"{t.name} {t.prob:.3f}" for t in self.top[:top])
         return f"{self.path}: {ranked}"
+
+    def save(self, out_dir: str, name: str | None = None) -> dict[str, str]:
+        """A classification writes no image: nothing to save."""
+        return {}
 
     def to_dict(self) -> dict:
         """JSON-ready dict."""
@@ -74,6 +91,19 @@ class Segmentation:
     labels: np.ndarray = field(repr=False)
     classes: list[ClassShare] = field(default_factory=list)  # present classes, largest share first
     files: dict[str, str] = field(default_factory=dict)  # "overlay" / "labels" → written PNG
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # the RGB input, for the overlay
+    colours: np.ndarray | None = field(default=None, repr=False, compare=False)  # (K, 3) class colours
+    label_values: np.ndarray | None = field(default=None, repr=False, compare=False)  # class index → dataset id
+
+    def save(self, out_dir: str, name: str | None = None) -> dict[str, str]:
+        """Write NAME_overlay.png (the image under the class colours) and NAME_labels.png (the dataset's own
+        label values, e.g. ADE20K's 1..150) at the image's size; returns and records the files."""
+        stem = _prefix(self.path, out_dir, name)
+        files = {"overlay": f"{stem}_overlay.png", "labels": f"{stem}_labels.png"}
+        write_png(files["overlay"], overlay(self.image, self.labels, self.colours))
+        write_png(files["labels"], self.label_values[self.labels])
+        self.files.update(files)
+        return files
 
     def summary(self, top: int = 5) -> str:
         """One line: path, size, the largest classes by pixel share, and the files written."""
@@ -115,6 +145,19 @@ class Detections:
     height: int
     objects: list[DetectedObject] = field(default_factory=list)
     files: dict[str, str] = field(default_factory=dict)  # "image" → the drawn PNG
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # the RGB input, to draw on
+    colours: np.ndarray | None = field(default=None, repr=False, compare=False)  # (K, 3) class colours
+    masks: list[MaskPatch] | None = field(default=None, repr=False, compare=False)  # pasted, per object
+
+    def save(self, out_dir: str, name: str | None = None) -> dict[str, str]:
+        """Write NAME_det.png: the image with masks tinted, boxes and captions; returns and records the file."""
+        files = {"image": f"{_prefix(self.path, out_dir, name)}_det.png"}
+        boxes = np.asarray([o.box for o in self.objects], np.float32).reshape(-1, 4)
+        captions = [f"{o.name} {o.score:.2f}" for o in self.objects]
+        colours = self.colours[[o.index for o in self.objects]]
+        write_png(files["image"], draw_detections(self.image, boxes, captions, colours, self.masks))
+        self.files.update(files)
+        return files
 
     def summary(self, top: int = 5) -> str:
         """One line: path, size, count, the best detections, and the file written."""

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ltdeploy.metadata import GROUP_NAMES, frequency_group, share_thresholds
+from ltdeploy.metadata import NEUTRAL_GROUPS, frequency_group, share_thresholds
+from ltdeploy.tasks import task_spec
 from training.seg_data import IGNORE
 
 SHARE_THRESHOLDS = (0.01, 0.001)  # head above, tail below
@@ -27,7 +28,7 @@ class ConfusionAccumulator:
 def share_groups(pixel_counts: list[int], thresholds: tuple[float, float] = SHARE_THRESHOLDS) -> list[str]:
     """'head', 'body' or 'tail' for each class by its share of training pixels."""
     above, below = share_thresholds(pixel_counts, *thresholds)
-    names = dict(zip(GROUP_NAMES["classification"], GROUP_NAMES["segmentation"]))
+    names = dict(zip(NEUTRAL_GROUPS, task_spec("segmentation").group_names))
     return [names[frequency_group(n, above, below)] for n in pixel_counts]
 
 

@@ -25,6 +25,7 @@ from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
 from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 from ltdeploy.graph_check import trt_blockers
 from ltdeploy.metadata import ModelDescription, description_from_metadata
+from ltdeploy.tasks import task_spec
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
     description = read_onnx_description(onnx_path)
     trt = import_tensorrt("ltdeploy build")
     gpu = current_gpu(gpu_index)
-    ranges = ranges or [BatchRange(1, 1, 1) if description.task == "detection" else BatchRange(1, 8, 32)]
+    ranges = ranges or [BatchRange(*task_spec(description.task).batch_range)]
     logger = capturing_logger(trt)
     with tempfile.TemporaryDirectory(prefix="ltdeploy-build-") as tmp:
         source = onnx_path

@@ -88,7 +88,7 @@ class TritonPythonModel:
         else:
             backend = load_backend(os.path.join(version_dir, params["engine_file"]),
                                    device=params.get("device", "auto"), threads=int(params.get("threads", "0")))
-        self.predictor = Predictor(backend, save_dir=None,
+        self.predictor = Predictor(backend,
                                    score_threshold=float(params.get("score_threshold", "0.25")),
                                    max_detections=int(params.get("max_detections", "100")))
         self.topk = int(params.get("topk", "5"))
