@@ -38,8 +38,8 @@ SHAPES = ((480, 640), (640, 480))  # (height, width) of the photo-sized scenes
 
 def scenes(folder: str) -> list[str]:
     """Photo-sized det-lt-style scenes (landscape and portrait), written as JPEG."""
-    from training.synthetic_det import render_scene
-    from training.synthetic_seg import latin_objects
+    from training.detection.synthetic import render_scene
+    from training.segmentation.synthetic import latin_objects
 
     rng = np.random.default_rng(0)
     names = latin_objects(8)
@@ -59,7 +59,7 @@ def build(body: str, classes: int, masks: bool = True):
 
     from ltdeploy.metadata import ModelDescription
     from ltdeploy.preprocess import PreprocessConfig
-    from training.modeling.detector import DET_SIZES, LTDetector
+    from training.detection.model import DET_SIZES, LTDetector
 
     torch.manual_seed(0)
     model = LTDetector(body=body, num_classes=classes, masks=masks).eval()
@@ -79,7 +79,7 @@ def count_candidates(model, images: list[np.ndarray], capped: bool = True) -> li
     import torch
 
     from benchmarks.nms_cap import counting_nms
-    from training.modeling.candidates import CandidateCap
+    from training.detection.candidates import CandidateCap
 
     with counting_nms(model, None if capped else CandidateCap(0, 0)) as counts, torch.inference_mode():
         for x in images:
@@ -132,7 +132,7 @@ def trained_like(model, images: list[np.ndarray], fraction: float) -> float:
     scores on `images` clear the score threshold (bisection on the captured RoI logits); returns the bias."""
     import torch
 
-    from training.modeling.detector import SCORE_THRESHOLD
+    from training.detection.model import SCORE_THRESHOLD
 
     heads, predictor = model.net.roi_heads, model.branch.predictor
     captured: list[torch.Tensor] = []

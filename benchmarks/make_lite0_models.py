@@ -16,12 +16,12 @@ import torch
 
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.checkpoint import save_checkpoint
-from training.modeling.backbones import lite0_imagenet_state
-from training.modeling.calibration import random_disalign
-from training.modeling.classifier import LTClassifier
-from training.stage2_methods import build_calibrator
-from training.synthetic_data import long_tail_counts
+from training.classification.backbones import lite0_imagenet_state
+from training.classification.model import LTClassifier
+from training.classification.synthetic import long_tail_counts
+from training.core.calibration import random_disalign
+from training.core.checkpoint import save_checkpoint
+from training.core.methods import build_calibrator
 from training.train import PREPROCESS_DEFAULTS
 
 

@@ -17,12 +17,12 @@ import torch
 
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.checkpoint import save_checkpoint
-from training.modeling.calibration import random_disalign
-from training.modeling.seg_bodies import SEG_BODIES
-from training.modeling.segmenter import LTSegmenter
-from training.stage2_methods import build_calibrator
-from training.train_seg import SEG_PREPROCESS
+from training.core.calibration import random_disalign
+from training.core.checkpoint import save_checkpoint
+from training.core.methods import build_calibrator
+from training.segmentation.bodies import SEG_BODIES
+from training.segmentation.model import LTSegmenter
+from training.segmentation.train import SEG_PREPROCESS
 
 
 def main(argv: list[str] | None = None) -> int:

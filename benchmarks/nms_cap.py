@@ -1,7 +1,7 @@
 """What the candidate cap before NMS does to the long tail.
 
 TensorRT's NMS layer (what ONNX NonMaxSuppression becomes) considers at most 5000 boxes per image and its
-TopK takes k <= 3840, so the exported detector caps its candidates itself (training.modeling.candidates:
+TopK takes k <= 3840, so the exported detector caps its candidates itself (training.detection.candidates:
 per class, then per image), the same in PyTorch, ONNX Runtime and TensorRT. This evaluates a checkpoint
 with each cap (per_class:total; 0 turns a step off, `none` is torchvision's uncapped post-processing) and
 reports box AP / APr / APc / APf and how many candidates reach NMS per image.
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torchvision.ops import boxes as box_ops
 
-import training.modeling.det_heads as det_heads
-from training.checkpoint import read_checkpoint
-from training.det_data import LVISDataset
-from training.det_evaluate import score_detector
-from training.det_sources import resolve_det_source
-from training.modeling.candidates import CandidateCap, class_offset_nms
+import training.detection.heads as det_heads
+from training.core.checkpoint import read_checkpoint
+from training.detection.candidates import CandidateCap, class_offset_nms
+from training.detection.data import LVISDataset
+from training.detection.evaluate import score_detector
+from training.detection.sources import resolve_det_source
 
 UNCAPPED_EXACT = 20000
 

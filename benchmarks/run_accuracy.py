@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ltdeploy.files import atomic_path
+from training.core.methods import METHODS
 from training.evaluate import evaluate, write_plots
-from training.stage2_methods import METHODS
 from training.train import main as train
 
 GROUPS = ("top1", "many", "medium", "few")
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = {f"rho {r:g}": mean_std([results[(s, "disalign", r)] for s in range(args.seeds)]) for r in rhos}
         report["rho_sweep"] = sweep
         text += "\n" + markdown("DisAlign against rho (G-RW scale)", sweep, args.seeds, thresholds)
-        from training.plots import rho_curve
+        from training.core.plots import rho_curve
         lines = {}
         for g in GROUPS:
             stats = [sweep[f"rho {r:g}"][g] for r in rhos]

@@ -6,7 +6,7 @@ short side to min_size, long side at most max_size) and returns boxes (N, 4) xyx
 labels (N,) 1..K, scores (N,) and, for Mask R-CNN, masks (N, 1, 28, 28): each box's mask probabilities.
 The preprocessing's Geometry maps the boxes back to the photo and `ltdeploy.masks` pastes the masks there;
 the graph holds no loop (TensorRT cannot build torchvision's mask-pasting loop, whose output grows).
-N <= 300; before NMS the candidates are capped as `training.modeling.candidates` describes.
+N <= 300; before NMS the candidates are capped as `training.detection.candidates` describes.
 """
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from torchvision.ops import poolers
 
 from export.onnx_export import OPSET
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
-from training.modeling.candidates import CandidateCap
-from training.modeling.detector import LTDetector
+from training.detection.candidates import CandidateCap
+from training.detection.model import LTDetector
 
 DET_OUTPUTS = ("boxes", "labels", "scores", "masks")
 

@@ -29,12 +29,12 @@ from ltdeploy.errors import LtDeployError
 from ltdeploy.graph_check import trt_blockers
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_batch, preprocess_image
-from training.checkpoint import file_sha256, read_checkpoint
-from training.data_lists import read_split
-from training.det_data import LVISDataset
-from training.det_sources import DetSource, resolve_det_source
-from training.modeling.segmenter import ArgmaxLabels
-from training.seg_data import read_seg_split
+from training.classification.lists import read_split
+from training.core.checkpoint import file_sha256, read_checkpoint
+from training.detection.data import LVISDataset
+from training.detection.sources import DetSource, resolve_det_source
+from training.segmentation.data import read_seg_split
+from training.segmentation.model import ArgmaxLabels
 
 SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (docs/method.md §6; ties at upsampled borders)
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     p.add_argument("--no-fold", action="store_true", help="naive graph: separate alpha / beta / sigma nodes")
     p.add_argument("--fold-mode", default="affine", choices=["affine", "weights"],
-                   help="how DisAlign folds (see training/modeling/folded.py)")
+                   help="how DisAlign folds (see training/core/folded.py)")
     p.add_argument("--data", default=None, help="dataset for the parity check (default: the checkpoint's)")
     p.add_argument("--argmax", action="store_true", help="segmentation: output the label map, not logits")
     p.add_argument("--split", default=None, help="verification split (default: test; segmentation: val)")

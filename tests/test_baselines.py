@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.modeling.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
-from training.modeling.heads import CosineHead, LinearHead
-from training.stage2_methods import METHODS, build_calibrator
+from training.core.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
+from training.core.heads import CosineHead, LinearHead
+from training.core.methods import METHODS, build_calibrator
 
 torch.manual_seed(0)
 D, K = 12, 6
@@ -77,9 +77,9 @@ def test_disalign_ablations_freeze_the_right_parameter():
 
 def test_class_balanced_sampling_is_balanced(digits):
     from ltdeploy.preprocess import PreprocessConfig
-    from training.data_lists import read_split
-    from training.modeling.classifier import LTClassifier
-    from training.stage2_data import Stage2Data
+    from training.classification.features import Stage2Data
+    from training.classification.lists import read_split
+    from training.classification.model import LTClassifier
     from training.train import PREPROCESS_DEFAULTS
 
     size, short, interp, mean, std = PREPROCESS_DEFAULTS["small_cnn"]

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from training.data_lists import read_split
-from training.synthetic_data import long_tail_counts, shape_classes
+from training.classification.lists import read_split
+from training.classification.synthetic import long_tail_counts
+from training.shapes import shape_classes
 
 
 def test_exponential_profile():

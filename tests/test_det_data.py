@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from ltdeploy.preprocess import PreprocessConfig
-from training.det_data import LVISDataset, RepeatFactorSampler, decode_mask, hflip, repeat_factors
-from training.det_sources import lvis_frequency as frequency_group
-from training.det_sources import resolve_det_source
-from training.lvis_eval import lvis_ap, pairwise_bias
+from training.detection.data import LVISDataset, RepeatFactorSampler, decode_mask, hflip, repeat_factors
+from training.detection.lvis_eval import lvis_ap, pairwise_bias
+from training.detection.sources import lvis_frequency as frequency_group
+from training.detection.sources import resolve_det_source
+from training.detection.synthetic import image_counts
 from training.make_data import main as make_data
-from training.synthetic_det import image_counts
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.modeling.calibration import random_disalign
-from training.modeling.det_heads import RoIBoxBranch, pass_weights
-from training.modeling.detector import LTDetector
-from training.modeling.pcb import ConfusionEMA, pass_strength, pcb_pass_loss
-from training.stage2_methods import build_calibrator
+from training.core.calibration import random_disalign
+from training.core.methods import build_calibrator
+from training.detection.heads import RoIBoxBranch, pass_weights
+from training.detection.model import LTDetector
+from training.detection.pcb import ConfusionEMA, pass_strength, pcb_pass_loss
 
 
 def test_confusion_ema_first_update_sets_then_averages() -> None:
@@ -121,7 +121,7 @@ def test_a_detector_saved_before_the_shared_preprocessing_still_loads(tmp_path) 
     """Its torchvision transform resized the long side to `image_size` inside the model: the 'fit' geometry."""
     from ltdeploy.metadata import ModelDescription
     from ltdeploy.preprocess import PreprocessConfig
-    from training.checkpoint import FORMAT, read_checkpoint
+    from training.core.checkpoint import FORMAT, read_checkpoint
 
     desc = ModelDescription("detection", [f"c{i}" for i in range(5)], [200, 50, 20, 5, 1], (100, 11),
                             PreprocessConfig((64, 64), 0, "bilinear", (0.0,) * 3, (1.0,) * 3), "images",
@@ -151,7 +151,7 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
 
     from torchvision.models.detection.roi_heads import RoIHeads
 
-    from training.modeling.candidates import CandidateCap, class_offset_nms
+    from training.detection.candidates import CandidateCap, class_offset_nms
 
     model = LTDetector(body="lite0_fpn", num_classes=20).eval()
     heads = model.net.roi_heads
@@ -169,7 +169,7 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
     uncapped_scores = F.softmax(args[0], -1)[:, 1:]
     for cap in (CandidateCap(5, 0), CandidateCap(0, 60), CandidateCap(5, 60)):
         heads.candidate_cap, seen[:] = cap, []
-        with mock.patch("training.modeling.det_heads.class_offset_nms", spy):
+        with mock.patch("training.detection.heads.class_offset_nms", spy):
             heads.postprocess_detections(*args)
         scores, labels = seen[0]
         if cap.per_class:
@@ -185,7 +185,7 @@ def test_masks_for_the_detected_class_only_equal_torchvisions() -> None:
     followed by its selection gives the same probabilities."""
     from torchvision.models.detection.roi_heads import maskrcnn_inference
 
-    from training.modeling.det_heads import label_mask_probs
+    from training.detection.heads import label_mask_probs
 
     torch.manual_seed(0)
     model = LTDetector(body="lite0_fpn", num_classes=30, masks=True).eval()

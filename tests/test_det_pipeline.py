@@ -27,11 +27,11 @@ from ltdeploy.cli import cli
 from ltdeploy.detect import select, to_image
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
-from training.checkpoint import read_checkpoint, save_checkpoint
-from training.det_data import LVISDataset
-from training.det_engine import detect
-from training.det_evaluate import evaluate_detection, onnx_detections
-from training.det_sources import resolve_det_source
+from training.core.checkpoint import read_checkpoint, save_checkpoint
+from training.detection.data import LVISDataset
+from training.detection.engine import detect
+from training.detection.evaluate import evaluate_detection, onnx_detections
+from training.detection.sources import resolve_det_source
 from training.make_data import main as make_data
 from training.train import main as train_main
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from training.modeling.calibration import DisAlign
-from training.modeling.classifier import LTClassifier
-from training.modeling.heads import CosineHead, LinearHead
+from training.classification.model import LTClassifier
+from training.core.calibration import DisAlign
+from training.core.heads import CosineHead, LinearHead
 
 
 def randomise(cal: DisAlign, seed: int = 0) -> None:

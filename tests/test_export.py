@@ -8,7 +8,7 @@ from export.to_onnx import verification_batch
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.graph_check import trt_blockers
 from training import load_checkpoint, read_checkpoint
-from training.data_lists import read_split
+from training.classification.lists import read_split
 
 
 def test_load_checkpoint_api(models, digits):
@@ -83,7 +83,7 @@ def test_stage2_refuses_an_already_calibrated_checkpoint(models, digits, tmp_pat
 
 @pytest.mark.parametrize("name", ["resnet18", "tf_efficientnet_lite0"])
 def test_other_backbones_build_and_run(name):
-    from training.modeling.classifier import LTClassifier
+    from training.classification.model import LTClassifier
     model = LTClassifier(name, "linear", 5).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 5)

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training.grw_loss import GRWLoss, grw_weights
+from training.core.grw import GRWLoss, grw_weights
 
 
 @pytest.mark.parametrize("rho", [0.0, 0.5, 1.0, 1.2, 2.0])

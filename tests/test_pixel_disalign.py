@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.grw_loss import GRWLoss, grw_weights
-from training.modeling.calibration import DisAlign, PixelDisAlign
+from training.core.calibration import DisAlign, PixelDisAlign
+from training.core.grw import GRWLoss, grw_weights
 
 
 def randomised(cal: PixelDisAlign) -> PixelDisAlign:

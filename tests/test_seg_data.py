@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ltdeploy.errors import DatasetError
-from training.seg_data import IGNORE, pixel_counts, read_label_map, read_seg_split
+from training.segmentation.data import IGNORE, pixel_counts, read_label_map, read_seg_split
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,9 @@ import torch
 from torch import nn
 
 from tests.test_pixel_disalign import randomised
-from training.modeling.calibration import PixelDisAlign
-from training.modeling.seg_bodies import LRASPPFeature, build_seg_body
-from training.modeling.segmenter import ArgmaxLabels, LTSegmenter, upsample
+from training.core.calibration import PixelDisAlign
+from training.segmentation.bodies import LRASPPFeature, build_seg_body
+from training.segmentation.model import ArgmaxLabels, LTSegmenter, upsample
 
 
 def test_segmenter_outputs_logits_at_input_size_for_any_size():

@@ -15,7 +15,7 @@ CLASSES = 10
 @pytest.fixture(scope="module")
 def seg_runs(tmp_path_factory):
     from export.to_onnx import main as export
-    from training.synthetic_seg import make_seg_lt
+    from training.segmentation.synthetic import make_seg_lt
     from training.train import main as train
 
     root = tmp_path_factory.mktemp("seg")

@@ -149,7 +149,7 @@ def mask_rcnn_onnx(tmp_path_factory) -> str:
     from export.onnx_export import embed_description, export_description
     from ltdeploy.metadata import ModelDescription
     from ltdeploy.preprocess import PreprocessConfig
-    from training.modeling.detector import LTDetector
+    from training.detection.model import LTDetector
 
     torch.manual_seed(0)
     model = LTDetector(body="lite0_fpn", num_classes=4, masks=True).eval()

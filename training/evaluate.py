@@ -30,11 +30,11 @@ import numpy as np
 
 from ltdeploy.errors import LtDeployError
 from ltdeploy.files import atomic_path
-from training.data_lists import read_split
-from training.det_sources import is_det_dataset
-from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
-from training.image_data import make_loader
-from training.seg_data import is_seg_dataset
+from training.classification.data import make_loader
+from training.classification.lists import read_split
+from training.classification.metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
+from training.detection.sources import is_det_dataset
+from training.segmentation.data import is_seg_dataset
 
 
 def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
@@ -49,7 +49,7 @@ def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -
         def run(x: torch.Tensor) -> tuple[np.ndarray, None]:
             return predictor.logits(x.numpy()), None
     else:
-        from training.checkpoint import read_checkpoint
+        from training.core.checkpoint import read_checkpoint
         ck = read_checkpoint(model_path)
         desc, model = ck.description, ck.model
         calibrator = model.calibrator if hasattr(model.calibrator, "sigma") else None
@@ -68,7 +68,7 @@ def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -
 
 def write_plots(folder: str, name: str, out: dict, acc: dict, compare: dict | None) -> list[str]:
     """Per-class accuracy vs training count (against --compare when given), confusion, sigma(x)."""
-    from training import plots
+    from training.core import plots
 
     desc = out["description"]
     curves = {}
@@ -107,7 +107,7 @@ def write_json(path: str, result: dict) -> None:
 
 def main_segmentation(args: argparse.Namespace) -> int:
     """Evaluate a segmenter (and --compare) and print the mIoU / mAcc table."""
-    from training.seg_evaluate import SEG_HEADER, evaluate_segmentation, format_seg_scores
+    from training.segmentation.evaluate import SEG_HEADER, evaluate_segmentation, format_seg_scores
 
     split = args.split or "val"
     try:
@@ -133,7 +133,7 @@ def main_segmentation(args: argparse.Namespace) -> int:
                               for _, r in runs)
             print(f"  {name:<24} share {n / total:8.4%}  {g:<5} IoU {cells}")
     if args.plots:
-        from training import plots
+        from training.core import plots
         name = model_name(args.model)
         curves = {model_name(path): r["per_class_iou"] for path, r in runs}
         for path in (plots.per_class_accuracy(curves, desc.class_counts, (above, below),
@@ -154,8 +154,8 @@ def main_segmentation(args: argparse.Namespace) -> int:
 
 def main_detection(args: argparse.Namespace) -> int:
     """Evaluate a detector (and --compare) and print the LVIS AP table."""
-    from training.det_evaluate import evaluate_detection, print_det_table
-    from training.det_sources import resolve_det_source
+    from training.detection.evaluate import evaluate_detection, print_det_table
+    from training.detection.sources import resolve_det_source
 
     split = args.split or "val"
     try:

@@ -8,7 +8,7 @@
     python training/make_data.py det-lt --out data/coco-tiny --layout coco   # as COCO 2017 is downloaded
     python training/make_data.py seg-lt --out data/ADEChallengeData2016 --layout ade20k
 
-`--layout` rewrites det-lt / seg-lt in a real dataset's download layout (see training/synthetic_layouts.py),
+`--layout` rewrites det-lt / seg-lt in a real dataset's download layout (see training/layouts.py),
 for trying every loader on a few images.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ import os
 import shutil
 import sys
 
-from training.synthetic_data import make_digits_lt, make_shapes_lt
-from training.synthetic_det import make_det_lt
-from training.synthetic_layouts import write_ade20k_layout, write_coco_layout, write_lvis_layout
-from training.synthetic_seg import make_seg_lt
+from training.classification.synthetic import make_digits_lt, make_shapes_lt
+from training.detection.synthetic import make_det_lt
+from training.layouts import write_ade20k_layout, write_coco_layout, write_lvis_layout
+from training.segmentation.synthetic import make_seg_lt
 
 LAYOUTS = {"det-lt": {"ltdeploy": None, "lvis": write_lvis_layout, "coco": write_coco_layout},
            "seg-lt": {"ltdeploy": None, "ade20k": write_ade20k_layout}}

@@ -11,7 +11,7 @@ Methods: disalign (default), its ablations disalign-magnitude / disalign-margin,
 lws, tau-norm, ncm, logit-adjust.
 
 Segmentation data (ADE20K as unzipped, or seg-lt: images/, annotations/, classes.txt) trains a segmenter instead
-(training/train_seg.py): `--backbone small_seg` (default) or a torchvision / LR-ASPP model, and stage 2
+(training/segmentation/train.py): `--backbone small_seg` (default) or a torchvision / LR-ASPP model, and stage 2
 calibrates every pixel (disalign and its two ablations):
 
     python training/train.py stage1 --data data/seg-lt --out runs/seg/stage1.pt --hflip
@@ -19,7 +19,7 @@ calibrates every pixel (disalign and its two ablations):
 
 Detection data (LVIS v1, COCO 2017 or det-lt as laid out on disk, or --train-ann/--val-ann/--images; see
 docs/datasets.md) trains Faster R-CNN
-(or Mask R-CNN with --masks) with our RoI box branch (training/train_det.py); --pcb adds PCB's iterative head
+(or Mask R-CNN with --masks) with our RoI box branch (training/detection/train.py); --pcb adds PCB's iterative head
 and soft targets, --rfs T repeat-factor sampling; stage 2 fits DisAlign on the foreground logits. Runs in
 one process or under `torchrun --nproc_per_node 2` (gloo):
 
@@ -41,21 +41,21 @@ import ltdeploy
 from ltdeploy.errors import LtDeployError
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
-from training.data_lists import read_split
-from training.det_sources import is_det_dataset
-from training.engine import predict_logits, train_stage1
-from training.group_metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
-from training.image_data import make_loader
-from training.modeling.backbones import BACKBONES
-from training.modeling.candidates import add_candidate_args
-from training.modeling.classifier import LTClassifier
-from training.modeling.detector import DET_BODIES
-from training.modeling.heads import HEADS
-from training.modeling.seg_bodies import SEG_BODIES
-from training.seg_data import is_seg_dataset
-from training.stage2_data import Stage2Data
-from training.stage2_methods import METHODS, TRAINED, build_calibrator
+from training.classification.backbones import BACKBONES
+from training.classification.data import make_loader
+from training.classification.features import Stage2Data
+from training.classification.lists import read_split
+from training.classification.metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
+from training.classification.model import LTClassifier
+from training.core.checkpoint import file_sha256, read_checkpoint, save_checkpoint
+from training.core.heads import HEADS
+from training.core.loops import predict_logits, train_stage1
+from training.core.methods import METHODS, TRAINED, build_calibrator
+from training.detection.candidates import add_candidate_args
+from training.detection.model import DET_BODIES
+from training.detection.sources import is_det_dataset
+from training.segmentation.bodies import SEG_BODIES
+from training.segmentation.data import is_seg_dataset
 
 # The eval transform each backbone family expects: (input size, resize short side, interpolation, mean, std).
 PREPROCESS_DEFAULTS = {
@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, task: str) -> int:
     if task == "detection":
-        from training.det_sources import resolve_det_source
-        from training.train_det import run_det_stage1, run_det_stage2
+        from training.detection.sources import resolve_det_source
+        from training.detection.train import run_det_stage1, run_det_stage2
         source = resolve_det_source(args.data, args.train_ann, args.val_ann, args.images)
         if args.stage == "stage1":
             args.passes = args.passes or (3 if args.pcb else 1)
@@ -279,7 +279,7 @@ def _dispatch(args: argparse.Namespace, task: str) -> int:
             return run_det_stage1(args, source, provenance)
         return run_det_stage2(args, source, provenance)
     if task == "segmentation":
-        from training.train_seg import run_seg_stage1, run_seg_stage2
+        from training.segmentation.train import run_seg_stage1, run_seg_stage2
         return run_seg_stage1(args, provenance) if args.stage == "stage1" else run_seg_stage2(args, provenance)
     return run_stage1(args) if args.stage == "stage1" else run_stage2(args)
 

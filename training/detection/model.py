@@ -14,9 +14,9 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from training.modeling.candidates import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
-from training.modeling.det_heads import LTRoIHeads, RoIBoxBranch
-from training.modeling.two_stage import TwoStageModel
+from training.core.two_stage import TwoStageModel
+from training.detection.candidates import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
+from training.detection.heads import LTRoIHeads, RoIBoxBranch
 
 DET_BODIES = ("lite0_fpn", "mobilenet_v3_fpn", "resnet50_fpn")
 DETECTIONS_PER_IMAGE = 300  # LVIS evaluation
@@ -56,7 +56,7 @@ class Lite0FPN(nn.Module):
 
         self.body = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
         if pretrained:
-            from training.modeling.backbones import lite0_imagenet_state
+            from training.classification.backbones import lite0_imagenet_state
             state = {k: v for k, v in lite0_imagenet_state().items() if k in self.body.state_dict()}
             self.body.load_state_dict(state, strict=True)
             self.body = freeze_batch_norm_2d(self.body)
@@ -89,7 +89,7 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
     """A detector for `num_classes` foreground classes (labels 1..K) on images already resized (PreResized).
 
     (box, class) pairs above 1e-4 reach the per-class NMS through an explicit cap (per class, then in
-    total: training.modeling.candidates) that every runtime shares; 300 detections per image are kept after.
+    total: training.detection.candidates) that every runtime shares; 300 detections per image are kept after.
     """
     backbone = _backbone(body, pretrained)
     if body == "mobilenet_v3_fpn":  # levels '0', '1', 'pool'; torchvision's own anchor layout for it

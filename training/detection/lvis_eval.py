@@ -7,7 +7,7 @@ import logging
 import numpy as np
 from faster_coco_eval import COCO, COCOeval_faster
 
-from training.det_sources import lvis_frequency
+from training.detection.sources import lvis_frequency
 
 AP_KEYS = ("AP", "AP50", "AP75", "APr", "APc", "APf")
 _FROM = {"AP": "AP_all", "AP50": "AP_50", "AP75": "AP_75", "APr": "APr", "APc": "APc", "APf": "APf"}

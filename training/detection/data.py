@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, Sampler
 from ltdeploy.errors import DatasetError, ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-from training.det_sources import DetSource
+from training.detection.sources import DetSource
 
 
 def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.modeling.folded import EPS, FoldedHead, fold_plain, head_weights
+from training.core.folded import EPS, FoldedHead, fold_plain, head_weights
 
 
 class RetrainedClassifier(nn.Module):

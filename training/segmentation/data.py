@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ltdeploy.errors import DatasetError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-from training.image_data import PRELOAD_LIMIT_BYTES
+from training.classification.data import PRELOAD_LIMIT_BYTES
 
 IGNORE = 255
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validation")}

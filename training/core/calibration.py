@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.modeling.folded import FoldedConvHead, FoldedHead, head_weights
+from training.core.folded import FoldedConvHead, FoldedHead, head_weights
 
 
 class DisAlign(nn.Module):

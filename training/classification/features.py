@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ltdeploy.files import atomic_path
 from ltdeploy.preprocess import PreprocessConfig
-from training.data_lists import Split, find_list, read_split
-from training.engine import augment, extract_features
-from training.image_data import make_loader
-from training.modeling.classifier import LTClassifier
+from training.classification.data import make_loader
+from training.classification.lists import Split, find_list, read_split
+from training.classification.model import LTClassifier
+from training.core.loops import augment, extract_features
 
 
 class Stage2Data:

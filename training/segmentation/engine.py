@@ -11,10 +11,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from training.engine import fit_on_features, train_epochs
-from training.grw_loss import GRWLoss
-from training.modeling.segmenter import LTSegmenter, upsample
-from training.seg_data import IGNORE
+from training.core.grw import GRWLoss
+from training.core.loops import fit_on_features, train_epochs
+from training.segmentation.data import IGNORE
+from training.segmentation.model import LTSegmenter, upsample
 
 FEATURE_CACHE_LIMIT_BYTES = 4 << 30  # decoder features of the training split kept in memory up to this
 

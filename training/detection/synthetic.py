@@ -19,10 +19,10 @@ import numpy as np
 from faster_coco_eval.core import mask as mask_utils
 from tqdm import tqdm
 
-from training.det_data import decode_mask
-from training.det_sources import lvis_frequency
-from training.synthetic_data import COLOURS, _shape_mask
-from training.synthetic_seg import latin_objects
+from training.detection.data import decode_mask
+from training.detection.sources import lvis_frequency
+from training.segmentation.synthetic import latin_objects
+from training.shapes import COLOURS, shape_mask
 
 # (height, width) as fractions of the long side, used in turn
 ASPECTS = ((1.0, 1.0), (0.75, 1.0), (1.0, 0.75), (0.5, 1.0))
@@ -81,7 +81,7 @@ def render_scene(shape_hw: tuple[int, int], cats: list[int], names: list[str], r
         if corner is None:
             continue
         x, y = corner
-        soft = _shape_mask(shape, obj, rng)
+        soft = shape_mask(shape, obj, rng)
         hue = (COLOURS[colour] + rng.normal(0, 4)) % 180
         fg = cv2.cvtColor(np.uint8([[[hue, rng.uniform(170, 255), rng.uniform(170, 255)]]]),
                           cv2.COLOR_HSV2RGB).astype(np.float32)[0, 0]

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 
 from ltdeploy.metadata import ModelDescription
-from training.det_data import LVISDataset
-from training.det_sources import DetSource, resolve_det_source
-from training.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, lvis_ground_truth, pairwise_bias
+from training.detection.data import LVISDataset
+from training.detection.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, lvis_ground_truth, pairwise_bias
+from training.detection.sources import DetSource, resolve_det_source
 
 DET_HEADER = "model                          AP   AP50   AP75    APr    APc    APf    PwB"
 
@@ -56,7 +56,7 @@ def evaluate_detection(model_path: str, source: DetSource | str, split: str = "v
         if masks:
             out["mask"] = lvis_ap(gt, dets, "segm")
         return dict(out, description=desc)
-    from training.checkpoint import read_checkpoint
+    from training.core.checkpoint import read_checkpoint
     ck = read_checkpoint(model_path)
     dataset = LVISDataset(source, split, ck.description.preprocess)
     return dict(score_detector(ck.model, ck.description, dataset), description=ck.description)
@@ -65,7 +65,7 @@ def evaluate_detection(model_path: str, source: DetSource | str, split: str = "v
 def score_detector(model, desc: ModelDescription, dataset: LVISDataset) -> dict:
     """The same scores for a PyTorch LTDetector in memory on a split read with its preprocessing (training
     reports with this)."""
-    from training.det_engine import detect, gt_box_confusion
+    from training.detection.engine import detect, gt_box_confusion
 
     gt = ground_truth(dataset, desc)
     dets = detect(model, dataset, desc=dataset.split)

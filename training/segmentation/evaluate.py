@@ -16,8 +16,8 @@ from ltdeploy.image_io import read_image
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.segment import label_maps
-from training.seg_data import SegSplit, read_seg_split
-from training.seg_metrics import ConfusionAccumulator, segmentation_scores
+from training.segmentation.data import SegSplit, read_seg_split
+from training.segmentation.metrics import ConfusionAccumulator, segmentation_scores
 
 LabelFn = Callable[[np.ndarray], np.ndarray]  # preprocessed batch (N, 3, H, W) → label maps (N, H, W)
 SEG_HEADER = f"{'model':<28} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}   {'mAcc':>6} {'head':>6} " \
@@ -36,7 +36,7 @@ def seg_label_fn(model_path: str) -> tuple[ModelDescription, LabelFn]:
         return desc, run
     import torch
 
-    from training.checkpoint import read_checkpoint
+    from training.core.checkpoint import read_checkpoint
     ck = read_checkpoint(model_path)
 
     def run_torch(x: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ltdeploy.metadata import NEUTRAL_GROUPS, frequency_group, share_thresholds
 from ltdeploy.tasks import task_spec
-from training.seg_data import IGNORE
+from training.segmentation.data import IGNORE
 
 SHARE_THRESHOLDS = (0.01, 0.001)  # head above, tail below
 

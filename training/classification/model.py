@@ -6,10 +6,10 @@ import copy
 import torch
 from torch import nn
 
-from training.modeling.backbones import build_backbone
-from training.modeling.folded import FoldedHead, fold_plain
-from training.modeling.heads import build_head
-from training.modeling.two_stage import TwoStageModel
+from training.classification.backbones import build_backbone
+from training.core.folded import FoldedHead, fold_plain
+from training.core.heads import build_head
+from training.core.two_stage import TwoStageModel
 
 
 class LTClassifier(TwoStageModel):

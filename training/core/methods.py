@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.engine import fit_on_features
-from training.grw_loss import GRWLoss
-from training.modeling.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
-from training.modeling.calibration import DisAlign, PixelDisAlign
+from training.core.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
+from training.core.calibration import DisAlign, PixelDisAlign
+from training.core.grw import GRWLoss
+from training.core.loops import fit_on_features
 
 TAU_GRID = [round(0.1 * i, 1) for i in range(21)]  # tau-norm search range, 0 .. 2
 

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-from training.data_lists import Split
+from training.classification.lists import Split
 
 PRELOAD_LIMIT_BYTES = 2 << 30  # sets smaller than this are decoded once and kept in memory
 

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.seg_data import IGNORE
-from training.synthetic_data import COLOURS, SHAPES, _shape_mask
+from training.segmentation.data import IGNORE
+from training.shapes import COLOURS, SHAPES, shape_mask
 
 STUFF = ("sky", "ground", "wall")
 # Object colours in rank order, neighbours far apart in hue (red 0, green 60, purple 140, yellow 30, ...).
@@ -68,7 +68,7 @@ def render_scene(size: int, objects: list[int], names: list[str],
         shape, colour = names[c].split("-")
         frac = 1.0 - (c - len(STUFF)) / max(1, len(names) - len(STUFF) - 1)
         obj = max(10, int(size * rng.uniform(0.16, 0.2 + 0.2 * frac)))
-        mask = _shape_mask(shape, obj, rng)
+        mask = shape_mask(shape, obj, rng)
         y, x = rng.integers(0, size - obj + 1, 2)
         hue = (COLOURS[colour] + rng.normal(0, 4)) % 180
         fg = cv2.cvtColor(np.uint8([[[hue, rng.uniform(170, 255), rng.uniform(170, 255)]]]),

@@ -10,13 +10,13 @@ import torch
 
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
-from training.modeling.segmenter import LTSegmenter
-from training.seg_data import make_seg_loader, pixel_counts, read_seg_split
-from training.seg_engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
-from training.seg_evaluate import SEG_HEADER, format_seg_scores, seg_confusion
-from training.seg_metrics import segmentation_scores
-from training.stage2_methods import SEG_METHODS, build_calibrator
+from training.core.checkpoint import file_sha256, read_checkpoint, save_checkpoint
+from training.core.methods import SEG_METHODS, build_calibrator
+from training.segmentation.data import make_seg_loader, pixel_counts, read_seg_split
+from training.segmentation.engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
+from training.segmentation.evaluate import SEG_HEADER, format_seg_scores, seg_confusion
+from training.segmentation.metrics import segmentation_scores
+from training.segmentation.model import LTSegmenter
 
 # The eval transform per model: (input size, interpolation, mean, std); images resize straight to the size.
 SEG_PREPROCESS = {

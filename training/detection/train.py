@@ -12,14 +12,14 @@ import torch.distributed as dist
 
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
-from training.checkpoint import file_sha256, read_checkpoint, save_checkpoint
-from training.det_data import LVISDataset
-from training.det_engine import init_distributed, train_detector
-from training.det_evaluate import check_categories, print_det_table, score_detector
-from training.det_sources import DetSource
-from training.grw_loss import grw_weights
-from training.modeling.detector import DET_SIZES, LTDetector
-from training.stage2_methods import DET_METHODS, build_calibrator
+from training.core.checkpoint import file_sha256, read_checkpoint, save_checkpoint
+from training.core.grw import grw_weights
+from training.core.methods import DET_METHODS, build_calibrator
+from training.detection.data import LVISDataset
+from training.detection.engine import init_distributed, train_detector
+from training.detection.evaluate import check_categories, print_det_table, score_detector
+from training.detection.model import DET_SIZES, LTDetector
+from training.detection.sources import DetSource
 
 LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10)
 

@@ -10,11 +10,11 @@ import torch
 from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA, ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
-from training.modeling.classifier import LTClassifier
-from training.modeling.detector import LTDetector
-from training.modeling.segmenter import LTSegmenter
-from training.modeling.two_stage import TwoStageModel
-from training.stage2_methods import build_calibrator
+from training.classification.model import LTClassifier
+from training.core.methods import build_calibrator
+from training.core.two_stage import TwoStageModel
+from training.detection.model import LTDetector
+from training.segmentation.model import LTSegmenter
 
 FORMAT = "ltdeploy.checkpoint/1"
 

@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ltdeploy.detect import to_image
-from training.det_data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
-from training.modeling.detector import LTDetector
+from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
+from training.detection.model import LTDetector
 
 
 def init_distributed() -> tuple[int, int]:

@@ -14,10 +14,10 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import boxes as box_ops
 
-from training.modeling.calibration import DisAlign
-from training.modeling.candidates import CandidateCap, cap_candidates, class_offset_nms
-from training.modeling.heads import build_head
-from training.modeling.pcb import PASS_WEIGHTS, ConfusionEMA, pass_strength, pcb_pass_loss
+from training.core.calibration import DisAlign
+from training.core.heads import build_head
+from training.detection.candidates import CandidateCap, cap_candidates, class_offset_nms
+from training.detection.pcb import PASS_WEIGHTS, ConfusionEMA, pass_strength, pcb_pass_loss
 
 
 class BoxPredictor(nn.Module):
@@ -160,7 +160,7 @@ class LTRoIHeads(RoIHeads):
         return result, losses
 
     def postprocess_detections(self, class_logits, box_regression, proposals, image_shapes):  # type: ignore[override]
-        """torchvision's, with the candidate cap (training.modeling.candidates) between the score threshold
+        """torchvision's, with the candidate cap (training.detection.candidates) between the score threshold
         and the per-class NMS, which runs as in the exported graph; with both caps at 0 it is torchvision's."""
         boxes_per_image = [p.shape[0] for p in proposals]  # traced as shapes, not constants
         pred_boxes = self.box_coder.decode(box_regression, proposals).split(boxes_per_image, 0)

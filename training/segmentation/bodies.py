@@ -105,7 +105,7 @@ def _lraspp_lite0(pretrained: bool) -> nn.Module:
     """LR-ASPP on EfficientNet-Lite0 (strides 8 and 32), with the real ImageNet weights when pretrained."""
     import timm
 
-    from training.modeling.backbones import lite0_imagenet_state
+    from training.classification.backbones import lite0_imagenet_state
 
     net = timm.create_model("tf_efficientnet_lite0", pretrained=False, features_only=True, out_indices=(2, 4))
     if pretrained:

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.modeling.folded import FoldedConvHead
-from training.modeling.seg_bodies import build_seg_body
-from training.modeling.two_stage import TwoStageModel
+from training.core.folded import FoldedConvHead
+from training.core.two_stage import TwoStageModel
+from training.segmentation.bodies import build_seg_body
 
 
 def upsample(logits: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:

@@ -1,1 +1,0 @@
-"""Model building blocks: backbones, classifier heads, calibration modules and their folded forms."""
