@@ -16,13 +16,12 @@ import torch
 
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.classification.backbones import lite0_imagenet_state
+from training.classification.backbones import PREPROCESS_DEFAULTS, lite0_imagenet_state
 from training.classification.model import LTClassifier
 from training.classification.synthetic import long_tail_counts
 from training.core.calibration import random_disalign
 from training.core.checkpoint import save_checkpoint
 from training.core.methods import build_calibrator
-from training.train import PREPROCESS_DEFAULTS
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,10 +19,9 @@ from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.core.calibration import random_disalign
 from training.core.checkpoint import save_checkpoint
-from training.core.methods import build_calibrator
-from training.segmentation.bodies import SEG_BODIES
+from training.core.methods import SEG_METHODS, build_calibrator
+from training.segmentation.bodies import SEG_BODIES, SEG_PREPROCESS
 from training.segmentation.model import LTSegmenter
-from training.segmentation.train import SEG_PREPROCESS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "note": "for latency only"})
 
     save_checkpoint(os.path.join(args.out, "stage1.pt"), model, describe({"method": "none"}), {})
-    model.calibrator = random_disalign(build_calibrator("disalign", model.feat_dim, args.classes, "segmentation"))
+    model.calibrator = random_disalign(build_calibrator("disalign", model.feat_dim, args.classes, SEG_METHODS))
     save_checkpoint(os.path.join(args.out, "disalign.pt"), model,
                     describe({"method": "disalign", "per_pixel": True, "note": "random parameters"}), {})
     print(f"wrote {args.out}/stage1.pt and {args.out}/disalign.pt ({args.model}, {args.classes} classes, "

@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ltdeploy.files import atomic_path
+from training.classification.evaluate import evaluate, write_plots
 from training.core.methods import METHODS
-from training.evaluate import evaluate, write_plots
 from training.train import main as train
 
 GROUPS = ("top1", "many", "medium", "few")

@@ -10,6 +10,10 @@ N <= 300; before NMS the candidates are capped as `training.detection.candidates
 """
 from __future__ import annotations
 
+import argparse
+import dataclasses
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from unittest import mock
@@ -19,8 +23,11 @@ import torch
 from torch import nn
 from torchvision.ops import poolers
 
-from export.onnx_export import OPSET
+from export.onnx_export import OPSET, embed_description, export_description, op_counts, verified_write
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
+from ltdeploy.files import file_sha256
+from ltdeploy.image_io import read_image
+from ltdeploy.preprocess import preprocess_image
 from training.detection.candidates import CandidateCap
 from training.detection.model import LTDetector
 
@@ -163,3 +170,34 @@ def check_det_parity(onnx_path: str, model: LTDetector, images: list[np.ndarray]
     name = backend.description.input_name
     gots = [backend.run({name: img[None]}) for img in images]
     return parity_report(torch_detections(model, images), gots, [img.shape[1:] for img in images], min_score)
+
+
+def export_detection(args: argparse.Namespace, ck, module: nn.Module, fold: str, paths: list[str], split: str) -> int:
+    """Export the whole detector, check its top detections against PyTorch on `paths`, move into place."""
+    for model in (ck.model, module):
+        set_candidate_cap(model, args.candidates_per_class, args.candidates)
+    desc = dataclasses.replace(ck.description, postprocess=detection_postprocess(module))
+    count = min(args.verify_images, 50) if args.verify_images > 0 else 0
+    images = [preprocess_image(read_image(p), desc.preprocess) for p in (paths[:count] if count > 0 else paths)]
+    ops: dict[str, int] = {}
+
+    def write(tmp: str) -> bool:
+        outputs = export_detector(module, tmp, desc.preprocess.shape_range()[1], desc.input_name)
+        embed_description(tmp, export_description(desc, fold, file_sha256(args.checkpoint), outputs))
+        ops.update(op_counts(tmp))
+        report = check_det_parity(tmp, ck.model, images)
+        sizes = sorted({f"{x.shape[2]}x{x.shape[1]}" for x in images})
+        print(f"parity vs PyTorch on {report.images} {split} images ({', '.join(sizes[:6])}"
+              f"{' ...' if len(sizes) > 6 else ''}; {report.compared} detections with score >= "
+              f"0.05): unmatched {report.unmatched}, max box diff {report.max_box_rel_diff:.2e} of the image side, "
+              f"max score diff {report.max_score_diff:.2e}, max mask diff {report.max_mask_diff:.2e}")
+        if not report.ok():
+            print("error: parity check failed (every detection paired with one of the same label, boxes within "
+                  "1e-3 relative, scores within 1e-4); nothing written", file=sys.stderr)
+        return report.ok()
+
+    if verified_write(args.output, write):
+        return 1
+    print(f"wrote {args.output} ({os.path.getsize(args.output) / 1e6:.2f} MB, fold {fold}, "
+          f"{sum(ops.values())} nodes, NonMaxSuppression {ops.get('NonMaxSuppression', 0)} (RPN, per-class))")
+    return 0

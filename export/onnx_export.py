@@ -4,13 +4,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime
+import os
+import sys
+import tempfile
 import warnings
+from typing import Callable
 
 import onnx
 import torch
 from torch import nn
 
 import ltdeploy
+from ltdeploy.errors import LtDeployError
+from ltdeploy.graph_check import trt_blockers
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
 
 OPSET = 17
@@ -110,3 +116,29 @@ def op_counts(path: str) -> dict[str, int]:
                     walk(sub)
     walk(onnx.load(path).graph)
     return counts
+
+
+def verified_write(output: str, write: Callable[[str], bool]) -> int:
+    """Run write(tmp) on a temporary file beside `output`; move it into place only if it returns True and
+    the graph holds nothing TensorRT cannot build. Returns 0 on success, 1 otherwise (nothing half-written
+    is left behind)."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    os.makedirs(out_dir, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".onnx.partial")
+    os.close(fd)
+    try:
+        if not write(tmp):
+            return 1
+        blockers = trt_blockers(onnx.load(tmp, load_external_data=False))
+        if blockers:
+            print(f"error: the graph holds what TensorRT cannot build ({'; '.join(blockers)[:300]}); nothing "
+                  "written", file=sys.stderr)
+            return 1
+        os.replace(tmp, output)
+        return 0
+    except LtDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -77,10 +77,10 @@ def test_disalign_ablations_freeze_the_right_parameter():
 
 def test_class_balanced_sampling_is_balanced(digits):
     from ltdeploy.preprocess import PreprocessConfig
+    from training.classification.backbones import PREPROCESS_DEFAULTS
     from training.classification.features import Stage2Data
     from training.classification.lists import read_split
     from training.classification.model import LTClassifier
-    from training.train import PREPROCESS_DEFAULTS
 
     size, short, interp, mean, std = PREPROCESS_DEFAULTS["small_cnn"]
     args = argparse.Namespace(seed=0, augment=False, no_cache=False, workers=0, batch_size=64, data=str(digits),

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from training.core.calibration import random_disalign
-from training.core.methods import build_calibrator
+from training.core.methods import DET_METHODS, build_calibrator
 from training.detection.heads import RoIBoxBranch, pass_weights
 from training.detection.model import LTDetector
 from training.detection.pcb import ConfusionEMA, pass_strength, pcb_pass_loss
@@ -93,7 +93,7 @@ def test_disalign_leaves_background_and_earlier_passes_alone(detector: LTDetecto
     with torch.no_grad():
         branch.to_bias[-1].weight.normal_(0, 0.05)
         z0, d0 = branch(pooled)
-        detector.calibrator = random_disalign(build_calibrator("disalign", detector.feat_dim, 5, "detection"))
+        detector.calibrator = random_disalign(build_calibrator("disalign", detector.feat_dim, 5, DET_METHODS))
         z1, d1 = branch(pooled)
     assert torch.equal(z1[:, 0], z0[:, 0])  # background logit untouched
     assert not torch.allclose(z1[:, 1:], z0[:, 1:])
@@ -107,7 +107,7 @@ def test_disalign_leaves_background_and_earlier_passes_alone(detector: LTDetecto
 
 def test_stage2_trains_only_the_calibrator(detector: LTDetector) -> None:
     model = LTDetector(**{k: v for k, v in detector.arch.items() if k != "task"})
-    model.calibrator = build_calibrator("disalign", model.feat_dim, 5, "detection")
+    model.calibrator = build_calibrator("disalign", model.feat_dim, 5, DET_METHODS)
     model.freeze_stage1()
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {f"net.roi_heads.box_predictor.calibrator.{n}"

@@ -15,7 +15,7 @@ def test_load_checkpoint_api(models, digits):
     model = load_checkpoint(str(models["disalign"]))
     assert not model.training and model.calibrator is not None
     desc = read_checkpoint(str(models["disalign"])).description
-    x = verification_batch(str(digits), "test", 4, desc.preprocess)
+    x = verification_batch(read_split(str(digits), "test").paths, 4, desc.preprocess)
     with torch.no_grad():
         assert model(torch.from_numpy(x)).shape == (4, 10)
 
@@ -24,7 +24,7 @@ def test_load_checkpoint_api(models, digits):
 def test_exports_match_pytorch_on_whole_test_split(models, digits, name):
     ck = read_checkpoint(str(models["stage1" if name == "stage1_onnx" else "disalign"]))
     split = read_split(str(digits), "test")
-    x = verification_batch(str(digits), "test", len(split.paths), ck.description.preprocess)
+    x = verification_batch(split.paths, 0, ck.description.preprocess)
     with torch.no_grad():
         ref = ck.model(torch.from_numpy(x)).numpy()
     backend = OnnxRuntimeBackend(str(models[name]))

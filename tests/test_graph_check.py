@@ -32,7 +32,7 @@ def test_a_loop_that_keeps_its_shape_is_allowed() -> None:
 
 
 def test_export_refuses_a_graph_with_a_growing_loop(tmp_path, capsys) -> None:
-    from export.to_onnx import verified_write
+    from export.onnx_export import verified_write
 
     out = tmp_path / "model.onnx"
     assert verified_write(str(out), lambda tmp: onnx.save(loop_model(grow=True), tmp) or True) == 1

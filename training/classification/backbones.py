@@ -90,6 +90,13 @@ BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
     "tf_efficientnet_lite0": _lite0,
 }
 
+# The eval transform each backbone family expects: (input size, resize short side, interpolation, mean, std).
+PREPROCESS_DEFAULTS = {
+    "small_cnn": (32, 0, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "tf_efficientnet_lite0": (224, 256, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "resnet": (224, 256, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
 
 def build_backbone(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
     """Build a registered backbone; returns (module, feature dimension d)."""

@@ -8,13 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from ltdeploy.files import atomic_path, file_sha256
-from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA, ModelDescription
-from ltdeploy.preprocess import PreprocessConfig
-from training.classification.model import LTClassifier
+from ltdeploy.metadata import ModelDescription
 from training.core.methods import build_calibrator
 from training.core.two_stage import TwoStageModel
-from training.detection.model import LTDetector
-from training.segmentation.model import LTSegmenter
 
 FORMAT = "ltdeploy.checkpoint/1"
 
@@ -50,33 +46,18 @@ def read_checkpoint(path: str) -> Checkpoint:
         raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not an ltdeploy checkpoint (expected format {FORMAT!r})")
-    _upgrade_detector(payload)
+    from training.tasks import get_task  # the tasks build their models from this module's checkpoints
+
     arch = payload["arch"]
-    task = arch.get("task", "classification")
-    if task == "segmentation":
-        model = LTSegmenter(arch["body"], arch["num_classes"])
-    elif task == "detection":
-        model = LTDetector(**{k: v for k, v in arch.items() if k not in ("task", "calibrator")})
-    else:
-        model = LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
+    task = get_task(arch.get("task", "classification"))  # the first checkpoints carried no task
+    task.upgrade(payload)
+    model = task.build_model(arch)
     if arch.get("calibrator"):
-        model.calibrator = build_calibrator(arch["calibrator"], model.feat_dim, arch["num_classes"], task)
+        model.calibrator = build_calibrator(arch["calibrator"], model.feat_dim, arch["num_classes"], task.methods)
     model.load_state_dict(payload["state_dict"], strict=True)
     model.eval()
     desc = ModelDescription.from_dict(payload["description"], source=path)
     return Checkpoint(model, desc, arch, payload.get("history", {}), path)
-
-
-def _upgrade_detector(payload: dict) -> None:
-    """Detectors saved before the preprocessing resized for them: torchvision resized inside the model
-    (long side to `image_size`, aspect kept), which is the 'fit' preprocessing at that size."""
-    arch, desc = payload["arch"], payload["description"]
-    if arch.get("task") != "detection" or "image_size" not in arch:
-        return
-    size = arch.pop("image_size")
-    if desc.get("schema") == LEGACY_SCHEMA:
-        payload["description"] = dict(desc, schema=SCHEMA, preprocess=PreprocessConfig.fit(size, size).to_dict(),
-                                      class_ids=list(range(1, len(desc["class_names"]) + 1)))
 
 
 def load_checkpoint(path: str) -> TwoStageModel:

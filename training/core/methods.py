@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
@@ -99,6 +99,7 @@ METHODS: dict[str, Stage2Method] = {
     "ncm": Stage2Method(NCM, _fit_ncm, "nearest class mean on centred, normalised features"),
     "logit-adjust": Stage2Method(LogitAdjust, _fit_logit_adjust, "post-hoc logit adjustment z - tau log prior"),
 }
+CLASSIFICATION_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {k: m.build for k, m in METHODS.items()}
 TRAINED = {"disalign", "disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws"}
 
 # Segmentation calibrates every pixel (PixelDisAlign); seg_engine.py fits them with pixel-count G-RW.
@@ -112,12 +113,13 @@ SEG_METHODS: dict[str, Callable[[int, int], nn.Module]] = {
 DET_METHODS: dict[str, Callable[[int, int], nn.Module]] = {"disalign": _disalign(True, True, DisAlign)}
 
 
-def build_calibrator(name: str, in_features: int, num_classes: int, task: str = "classification") -> nn.Module:
-    """A fresh calibration module of a registered method for the task, tagged with its name."""
-    table = {"segmentation": SEG_METHODS, "detection": DET_METHODS}.get(task) or {k: m.build for k, m in
-                                                                                  METHODS.items()}
+def build_calibrator(name: str, in_features: int, num_classes: int,
+                     table: Mapping[str, Callable[[int, int], nn.Module]] | None = None) -> nn.Module:
+    """A fresh calibration module of a registered method (of `table`, default classification's), tagged with
+    its name."""
+    table = CLASSIFICATION_BUILDERS if table is None else table
     if name not in table:
-        raise ValueError(f"unknown {task} stage-2 method {name!r}; choose from {', '.join(table)}")
+        raise ValueError(f"unknown stage-2 method {name!r}; choose from {', '.join(table)}")
     module = table[name](in_features, num_classes)
     module.method_name = name
     return module

@@ -5,9 +5,13 @@ evaluator (faster-coco-eval, LVIS mode); the ONNX file runs through the runtime'
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 
+from ltdeploy.errors import LtDeployError
 from ltdeploy.metadata import ModelDescription
+from training.core.reports import write_json
 from training.detection.data import LVISDataset
 from training.detection.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, lvis_ground_truth, pairwise_bias
 from training.detection.sources import DetSource, resolve_det_source
@@ -92,3 +96,24 @@ def print_det_table(runs: list[tuple[str, dict]]) -> None:
         for path, r in runs:
             if "mask" in r:
                 print(format_det_row(os.path.basename(path), r["mask"], r["pwb"]))
+
+
+def report(args: argparse.Namespace) -> int:
+    """Evaluate a detector (and --compare) and print the LVIS AP table."""
+    split = args.split or "val"
+    try:
+        source = resolve_det_source(args.data, None, args.val_ann, args.images)
+        runs = [(p, evaluate_detection(p, source, split)) for p in ([args.compare] if args.compare else [])
+                + [args.model]]
+    except (LtDeployError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    res = runs[-1][1]
+    desc = res["description"]
+    print(f"{split}: {res['images']} images, {desc.num_classes} categories; groups by training images: "
+          f"rare 1-10, common 11-100, frequent > 100; {res['detections']} detections (<= 300 per image)")
+    print_det_table(runs)
+    if args.json:
+        write_json(args.json, {"model": args.model, "split": split, "calibration": desc.calibration,
+                               **{k: v for k, v in res.items() if k != "description"}})
+    return 0

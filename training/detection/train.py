@@ -1,43 +1,44 @@
-"""The detection side of training/train.py: stage 1 (Faster / Mask R-CNN, optional PCB, RFS) and stage 2
+"""Detection's two stages: stage 1 (Faster / Mask R-CNN, optional PCB, RFS) and stage 2
 (DisAlign on the foreground logits with instance-count G-RW), both evaluated LVIS-style on val."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 
 import torch
 import torch.distributed as dist
 
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
-from training.core.checkpoint import file_sha256, read_checkpoint, save_checkpoint
+from training.config import Stage1Config, Stage2Config, as_record
+from training.core.checkpoint import Checkpoint, save_checkpoint
 from training.core.grw import grw_weights
 from training.core.methods import DET_METHODS, build_calibrator
+from training.core.provenance import provenance
+from training.core.stage2 import Stage2Job, stage1_sha
 from training.detection.data import LVISDataset
 from training.detection.engine import init_distributed, train_detector
 from training.detection.evaluate import check_categories, print_det_table, score_detector
 from training.detection.model import DET_SIZES, LTDetector
-from training.detection.sources import DetSource
+from training.detection.sources import DetSource, resolve_det_source
 
 LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10)
 
 
-def det_preprocess(args: argparse.Namespace) -> PreprocessConfig:
+def det_preprocess(cfg: Stage1Config) -> PreprocessConfig:
     """The body's default resize (short side, long side at most; aspect kept) with any command-line sizes.
     The graph takes RGB in 0..1 and normalises itself."""
-    short, long = DET_SIZES[args.backbone]
-    if args.input_size:  # one number: fit inside a square of that side
-        short = long = args.input_size
-    short = args.min_size or short
-    long = max(short, args.max_size or long)
-    return PreprocessConfig.fit(short, long, interpolation=args.interpolation or "bilinear")
+    short, long = DET_SIZES[cfg.backbone]
+    if cfg.input_size:  # one number: fit inside a square of that side
+        short = long = cfg.input_size
+    short = cfg.min_size or short
+    long = max(short, cfg.max_size or long)
+    return PreprocessConfig.fit(short, long, interpolation=cfg.interpolation or "bilinear")
 
 
-def val_split(args: argparse.Namespace, source: DetSource, cfg: PreprocessConfig) -> LVISDataset | None:
+def val_split(cfg: Stage1Config | Stage2Config, source: DetSource, pre: PreprocessConfig) -> LVISDataset | None:
     """The val split, read before training so that a broken one fails at once (None with --no-val)."""
-    return None if args.no_val else LVISDataset(source, "val", cfg)
+    return None if cfg.no_val else LVISDataset(source, "val", pre)
 
 
 def evaluate_detector(model: LTDetector, desc: ModelDescription, val: LVISDataset | None,
@@ -64,69 +65,76 @@ def _finish(world: int) -> None:
         dist.destroy_process_group()
 
 
-def run_det_stage1(args: argparse.Namespace, source: DetSource, provenance) -> int:
+def resolve(cfg: Stage1Config | Stage2Config) -> Stage1Config | Stage2Config:
+    """Stage 1's PCB defaults: 3 box-head passes with --pcb, PCB from 2/3 of the epochs."""
+    if not isinstance(cfg, Stage1Config):
+        return cfg
+    return dataclasses.replace(cfg, passes=cfg.passes or (3 if cfg.pcb else 1),
+                               pcb_start=(2 * cfg.epochs) // 3 if cfg.pcb_start is None else cfg.pcb_start)
+
+
+def stage1(cfg: Stage1Config) -> int:
     """Train a detector (optionally with PCB) and save a stage-1 checkpoint (rank 0 under torchrun)."""
+    source = resolve_det_source(cfg.data, cfg.train_ann, cfg.val_ann, cfg.images)
     rank, world = init_distributed()
-    torch.manual_seed(args.seed)
-    cfg = det_preprocess(args)
-    train = LVISDataset(source, "train", cfg, masks=args.masks)
-    val = val_split(args, source, cfg)
-    model = LTDetector(body=args.backbone, num_classes=len(train.categories), masks=args.masks, head=args.head,
-                       passes=args.passes, pcb=args.pcb, pretrained=args.pretrained,
-                       detections_per_image=args.detections_per_image,
-                       candidates_per_class=args.candidates_per_class, candidates=args.candidates)
-    prov = provenance(args, "stage1", model=args.backbone, pretrained=args.pretrained, pcb=args.pcb,
-                      passes=args.passes, rfs=args.rfs, epochs=args.epochs, world_size=world,
+    torch.manual_seed(cfg.seed)
+    pre = det_preprocess(cfg)
+    train = LVISDataset(source, "train", pre, masks=cfg.masks)
+    val = val_split(cfg, source, pre)
+    model = LTDetector(body=cfg.backbone, num_classes=len(train.categories), masks=cfg.masks, head=cfg.head,
+                       passes=cfg.passes, pcb=cfg.pcb, pretrained=cfg.pretrained,
+                       detections_per_image=cfg.detections_per_image,
+                       candidates_per_class=cfg.candidates_per_class, candidates=cfg.candidates)
+    prov = provenance(cfg, "stage1", model=cfg.backbone, pretrained=cfg.pretrained, pcb=cfg.pcb,
+                      passes=cfg.passes, rfs=cfg.rfs, epochs=cfg.epochs, world_size=world,
                       dataset_files=source.to_dict())
-    desc = _describe(train, {"method": "none"}, prov, args.masks, cfg)
+    desc = _describe(train, {"method": "none"}, prov, cfg.masks, pre)
     if rank == 0:
         groups = desc.groups
-        print(f"stage 1: {args.backbone} {'Mask' if args.masks else 'Faster'} R-CNN, {len(train.categories)} "
+        print(f"stage 1: {cfg.backbone} {'Mask' if cfg.masks else 'Faster'} R-CNN, {len(train.categories)} "
               f"categories (rare {groups.count('rare')} / common {groups.count('common')} / frequent "
               f"{groups.count('frequent')}), {len(train)} images ({source.layout} layout), short side "
-              f"{cfg.resize_short} / long side <= {cfg.max_size}, {args.passes} pass(es), PCB "
-              f"{'on from epoch ' + str(args.pcb_start + 1) if args.pcb else 'off'}, RFS t={args.rfs}, "
+              f"{pre.resize_short} / long side <= {pre.max_size}, {cfg.passes} pass(es), PCB "
+              f"{'on from epoch ' + str(cfg.pcb_start + 1) if cfg.pcb else 'off'}, RFS t={cfg.rfs}, "
               f"{world} process(es)")
-    history = train_detector(model, train, args)
+    history = train_detector(model, train, cfg)
     if rank == 0:
         history["val"] = evaluate_detector(model, desc, val, name="stage 1")
-        sha = save_checkpoint(args.out, model, desc, {"stage1": history, "args": vars(args)})
-        print(f"wrote {args.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
-        if args.loss_log:
-            with open(args.loss_log, "w") as f:
+        sha = save_checkpoint(cfg.out, model, desc, {"stage1": history, "args": as_record(cfg)})
+        print(f"wrote {cfg.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
+        if cfg.loss_log:
+            with open(cfg.loss_log, "w") as f:
                 json.dump({"world_size": world, "iterations": history["iterations"]}, f)
     _finish(world)
     return 0
 
 
-def run_det_stage2(args: argparse.Namespace, source: DetSource, provenance) -> int:
-    """Freeze a stage-1 detector; fit DisAlign on its foreground logits with instance-count G-RW."""
-    torch.manual_seed(args.seed)
-    if args.method not in DET_METHODS:
-        print(f"error: detection calibrates with {', '.join(DET_METHODS)}, not {args.method}", file=sys.stderr)
-        return 2
-    ck = read_checkpoint(args.checkpoint)
+def stage2_job(ck: Checkpoint, cfg: Stage2Config) -> Stage2Job:
+    """DisAlign on the frozen detector's foreground logits, with instance-count G-RW in the RoI loss."""
     model, desc = ck.model, ck.description
-    if model.calibrator is not None:
-        print(f"error: {args.checkpoint} is already calibrated; give a stage-1 checkpoint", file=sys.stderr)
-        return 2
+    source = resolve_det_source(cfg.data, cfg.train_ann, cfg.val_ann, cfg.images)
     train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False))
     check_categories(train, desc)
-    val = val_split(args, source, desc.preprocess)
+    val = val_split(cfg, source, desc.preprocess)
     counts = train.instance_counts()
-    model.calibrator = build_calibrator(args.method, model.feat_dim, len(counts), "detection")
+    model.calibrator = build_calibrator(cfg.method, model.feat_dim, len(counts), DET_METHODS)
     model.freeze_stage1()
-    weight = torch.cat([torch.ones(1), grw_weights(counts, args.rho)])  # background weight fixed at 1
-    model.net.roi_heads.class_weight = weight
-    print(f"stage 2: {args.method} on {len(counts)} foreground logits, G-RW rho {args.rho} on instance counts "
-          f"(weights {float(weight[1:].min()):.3f}..{float(weight[1:].max()):.3f}), {args.epochs} epochs, lr {args.lr}")
-    history = train_detector(model, train, args, stage="stage 2", loss_keys=("loss_classifier",))
-    model.net.roi_heads.class_weight = None
-    history["val"] = evaluate_detector(model, desc, val, name="DisAlign")
-    calibration = {"method": args.method, "rho": args.rho, "counts": "instances", "background": "untouched"}
-    new_desc = dataclasses.replace(desc, calibration=calibration, provenance=provenance(
-        args, "stage2", stage1=desc.provenance, stage1_sha256=file_sha256(args.checkpoint),
-        dataset_files=source.to_dict()))
-    sha = save_checkpoint(args.out, model, new_desc, {"stage2": history, "stage1": ck.history, "args": vars(args)})
-    print(f"wrote {args.out} (sha256 {sha[:12]}); stage 2 took {history['seconds']} s")
-    return 0
+    weight = torch.cat([torch.ones(1), grw_weights(counts, cfg.rho)])  # background weight fixed at 1
+
+    def fit(c: Stage2Config) -> dict:
+        model.net.roi_heads.class_weight = weight
+        try:
+            return train_detector(model, train, c, stage="stage 2", loss_keys=("loss_classifier",))
+        finally:
+            model.net.roi_heads.class_weight = None
+
+    return Stage2Job(
+        steps_per_epoch=None,
+        banner=lambda c: f"stage 2: {c.method} on {len(counts)} foreground logits, G-RW rho {c.rho} on instance "
+                         f"counts (weights {float(weight[1:].min()):.3f}..{float(weight[1:].max()):.3f}), "
+                         f"{c.epochs} epochs, lr {c.lr}",
+        fit=fit, validate=lambda m, d, name: evaluate_detector(m, d, val, name="DisAlign"),
+        calibration=lambda c, info: {"method": c.method, "rho": c.rho, "counts": "instances",
+                                     "background": "untouched"},
+        provenance={"stage1_sha256": stage1_sha(cfg), "dataset_files": source.to_dict()},
+        history={"stage1": ck.history})

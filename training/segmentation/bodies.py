@@ -128,6 +128,13 @@ SEG_BODIES: dict[str, Callable[[bool], nn.Module]] = {
     "lraspp_lite0": _lraspp_lite0,
 }
 
+# The eval transform per model: (input size, interpolation, mean, std); images resize straight to the size.
+SEG_PREPROCESS = {
+    "small_seg": (64, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "lraspp_lite0": (512, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "torchvision": (512, "bilinear", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
 
 def build_seg_body(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
     """Build a registered segmentation body; returns (module, decoder feature channels C)."""

@@ -5,17 +5,21 @@ map's own size, as `ltdeploy predict` does, and ignore pixels are skipped.
 """
 from __future__ import annotations
 
+import argparse
+import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from ltdeploy.errors import DatasetError
+from ltdeploy.errors import DatasetError, LtDeployError
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.segment import label_maps
+from training.core.reports import model_name, write_json
 from training.segmentation.data import SegSplit, read_seg_split
 from training.segmentation.metrics import ConfusionAccumulator, segmentation_scores
 
@@ -85,3 +89,48 @@ def format_seg_scores(name: str, s: dict) -> str:
     iou = " ".join(pct(s[k]) for k in ("mIoU", "head_mIoU", "body_mIoU", "tail_mIoU"))
     acc = " ".join(pct(s[k]) for k in ("mAcc", "head_mAcc", "body_mAcc", "tail_mAcc"))
     return f"{name:<28} {iou}   {acc}"
+
+
+def report(args: argparse.Namespace) -> int:
+    """Evaluate a segmenter (and --compare) and print the mIoU / mAcc table."""
+    split = args.split or "val"
+    try:
+        runs = [(args.compare, evaluate_segmentation(args.compare, args.data, split, args.batch_size))] \
+            if args.compare else []
+        res = evaluate_segmentation(args.model, args.data, split, args.batch_size)
+    except (LtDeployError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    runs.append((args.model, res))
+    desc = res["description"]
+    above, below = desc.group_thresholds
+    total = sum(desc.class_counts)
+    print(f"{split}: {res['images']} images, {desc.num_classes} classes; groups by training pixel share: "
+          f"head > {above / total:.2%} ({res['head_classes']}), body ({res['body_classes']}), "
+          f"tail < {below / total:.2%} ({res['tail_classes']})")
+    print(SEG_HEADER)
+    for path, r in runs:
+        print(format_seg_scores(os.path.basename(path), r))
+    if args.per_class:
+        for i, (name, n, g) in enumerate(zip(desc.class_names, desc.class_counts, desc.groups)):
+            cells = "  ".join("-" if r["per_class_iou"][i] is None else f"{100 * r['per_class_iou'][i]:6.2f}"
+                              for _, r in runs)
+            print(f"  {name:<24} share {n / total:8.4%}  {g:<5} IoU {cells}")
+    if args.plots:
+        from training.core import plots
+        name = model_name(args.model)
+        curves = {model_name(path): r["per_class_iou"] for path, r in runs}
+        for path in (plots.per_class_accuracy(curves, desc.class_counts, (above, below),
+                                              os.path.join(args.plots, f"{name}_per_class_iou.png"),
+                                              groups=desc.group_names, unit="training pixels",
+                                              metric=f"{split} IoU (%)"),
+                     plots.confusion_from_matrix(res["confusion"], desc.class_counts,
+                                                 os.path.join(args.plots, f"{name}_confusion.png"),
+                                                 title=f"{name}: pixel confusion")):
+            print(f"wrote {path}")
+    if args.json:
+        write_json(args.json, {"model": args.model, "split": split, "calibration": desc.calibration,
+                               "class_names": desc.class_names, "class_counts": desc.class_counts,
+                               "confusion": res["confusion"].tolist(),
+                               **{k: v for k, v in res.items() if k not in ("description", "confusion")}})
+    return 0

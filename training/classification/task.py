@@ -1,0 +1,43 @@
+"""Classification as a registered task (training/tasks.py)."""
+from __future__ import annotations
+
+import argparse
+
+from training.classification import train
+from training.classification.backbones import BACKBONES
+from training.classification.evaluate import report
+from training.classification.lists import read_split
+from training.classification.model import LTClassifier
+from training.classification.synthetic import make_digits_lt, make_shapes_lt
+from training.config import TaskDefaults
+from training.core.methods import CLASSIFICATION_BUILDERS
+from training.tasks import SyntheticSet, Task
+
+
+def _build(arch: dict) -> LTClassifier:
+    return LTClassifier(arch["backbone"], arch["head"], arch["num_classes"])
+
+
+def _export_images(data: str | None, split: str, provenance: dict) -> list[str]:
+    return read_split(data or provenance.get("dataset"), split).paths
+
+
+def _describe(summary: dict, args: argparse.Namespace) -> str:
+    counts = list(summary["train_counts"].values())
+    return (f"{args.name}: {summary['classes']} classes, train {sum(counts)} images ({counts[0]} .. {counts[-1]} "
+            f"per class), val {summary['val_per_class']}/class, test {summary['test_per_class']}/class -> {args.out}")
+
+
+SYNTHETIC = {
+    "digits-lt": SyntheticSet(lambda out, a: make_digits_lt(out, imbalance=a.imbalance or 50.0, seed=a.seed),
+                              _describe),
+    "shapes-lt": SyntheticSet(lambda out, a: make_shapes_lt(out, imbalance=a.imbalance or 100.0, seed=a.seed,
+                                                            num_classes=a.classes or 50, n_max=a.n_max,
+                                                            size=a.size or 32), _describe),
+}
+
+# Any folder that is no other task's layout is read as ImageNet-LT lists (read_split says what is missing).
+TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
+            methods=CLASSIFICATION_BUILDERS, is_dataset=lambda data: True, build_model=_build, stage1=train.stage1,
+            stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
+            synthetic=SYNTHETIC)

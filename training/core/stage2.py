@@ -1,0 +1,84 @@
+"""Stage 2, written once for every task: refuse a calibrated checkpoint, freeze stage 1, build and fit the
+calibrator, describe the result and save it. Each task supplies only what differs, as a `Stage2Job`."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from training.config import Stage2Config, as_record
+from training.core.checkpoint import Checkpoint, file_sha256, read_checkpoint, save_checkpoint
+from training.core.provenance import provenance
+
+if TYPE_CHECKING:
+    from ltdeploy.metadata import ModelDescription
+    from training.core.two_stage import TwoStageModel
+    from training.tasks import Task
+
+
+@dataclass
+class Stage2Job:
+    """What one task brings to stage 2, its data already read, stage 1 frozen and the calibrator built.
+
+    steps_per_epoch: batches per epoch when the task's epochs are raised to reach --min-steps (None: the
+    task runs the epochs it is given). fit(cfg) trains the calibrator and returns its log; validate(model,
+    desc, name) scores the result on val (None: skipped); calibration(cfg, info) is what the description
+    records of the fit.
+    """
+
+    steps_per_epoch: int | None
+    banner: Callable[[Stage2Config], str]
+    fit: Callable[[Stage2Config], dict]
+    validate: Callable[["TwoStageModel", "ModelDescription", str], dict | None]
+    calibration: Callable[[Stage2Config, dict], dict]
+    class_counts: list[int] | None = None  # the counts the fit re-weighted by (None: keep stage 1's)
+    provenance: dict = field(default_factory=dict)
+    history: dict = field(default_factory=dict)
+
+
+def min_step_epochs(cfg: Stage2Config, steps_per_epoch: int | None) -> Stage2Config:
+    """Small sets give few steps per epoch: at least --min-steps iterations (recorded in the checkpoint)."""
+    if steps_per_epoch is None:
+        return cfg
+    return dataclasses.replace(cfg, epochs=max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch)))
+
+
+def run_stage2(task: "Task", cfg: Stage2Config) -> int:
+    """Freeze a stage-1 checkpoint of the task, fit a calibration method on it and save the result."""
+    torch.manual_seed(cfg.seed)
+    if cfg.method not in task.methods:
+        print(f"error: {task.name} calibrates with {', '.join(task.methods)}, not {cfg.method}", file=sys.stderr)
+        return 2
+    ck: Checkpoint = read_checkpoint(cfg.checkpoint)
+    if ck.arch.get("calibrator"):
+        print(f"error: {cfg.checkpoint} is already calibrated ({ck.arch['calibrator']}); give the stage-1 "
+              "checkpoint", file=sys.stderr)
+        return 2
+    job = task.stage2_job(ck, cfg)
+    cfg = min_step_epochs(cfg, job.steps_per_epoch)
+    banner = job.banner(cfg)
+    if banner:
+        print(banner)
+    model, desc = ck.model, ck.description
+    start = time.perf_counter()
+    model.train()
+    info = job.fit(cfg)
+    model.eval()
+    seconds = round(time.perf_counter() - start, 2)
+    new_desc = dataclasses.replace(desc, class_counts=job.class_counts or desc.class_counts,
+                                   calibration=job.calibration(cfg, info),
+                                   provenance=provenance(cfg, "stage2", stage1=desc.provenance, **job.provenance))
+    history = {"stage2": {**info, "seconds_total": seconds}, **job.history, "args": as_record(cfg)}
+    history["val"] = job.validate(model, new_desc, cfg.method)
+    sha = save_checkpoint(cfg.out, model, new_desc, history)
+    print(f"wrote {cfg.out} (sha256 {sha[:12]}); stage 2 took {seconds} s")
+    return 0
+
+
+def stage1_sha(cfg: Stage2Config) -> str:
+    """The sha256 of the stage-1 checkpoint being calibrated."""
+    return file_sha256(cfg.checkpoint)

@@ -1,0 +1,64 @@
+"""Detection / instance segmentation as a registered task (training/tasks.py)."""
+from __future__ import annotations
+
+import argparse
+
+from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA
+from ltdeploy.preprocess import PreprocessConfig
+from training.config import TaskDefaults
+from training.core.methods import DET_METHODS
+from training.detection import train
+from training.detection.data import LVISDataset
+from training.detection.evaluate import report
+from training.detection.model import DET_BODIES, LTDetector
+from training.detection.sources import DetSource, is_det_dataset, resolve_det_source
+from training.detection.synthetic import make_det_lt
+from training.layouts import write_coco_layout, write_lvis_layout
+from training.tasks import SyntheticSet, Task
+
+
+def _build(arch: dict) -> LTDetector:
+    return LTDetector(**{k: v for k, v in arch.items() if k not in ("task", "calibrator")})
+
+
+def _upgrade(payload: dict) -> None:
+    """Detectors saved before the preprocessing resized for them: torchvision resized inside the model
+    (long side to `image_size`, aspect kept), which is the 'fit' preprocessing at that size."""
+    arch, desc = payload["arch"], payload["description"]
+    if "image_size" not in arch:
+        return
+    size = arch.pop("image_size")
+    if desc.get("schema") == LEGACY_SCHEMA:
+        payload["description"] = dict(desc, schema=SCHEMA, preprocess=PreprocessConfig.fit(size, size).to_dict(),
+                                      class_ids=list(range(1, len(desc["class_names"]) + 1)))
+
+
+def _export_images(data: str | None, split: str, provenance: dict) -> list[str]:
+    """The split of --data, else of the dataset the checkpoint was trained on."""
+    if data:
+        source = resolve_det_source(data)
+    elif provenance.get("dataset_files"):
+        source = DetSource.from_dict(provenance["dataset_files"])
+    else:
+        source = resolve_det_source(provenance.get("dataset"))
+    return LVISDataset(source, split).image_paths()
+
+
+def _make(out: str, a: argparse.Namespace) -> dict:
+    return make_det_lt(out, num_classes=a.classes or 50, n_train=a.train_images or 600, n_val=a.val_images or 150,
+                       size=a.size or 128, seed=a.seed)
+
+
+def _describe(summary: dict, a: argparse.Namespace) -> str:
+    g = summary["groups"]
+    return (f"det-lt: {summary['classes']} categories (rare {g['r']}, common {g['c']}, frequent {g['f']}), "
+            f"{summary['train_images']} train / {summary['val_images']} val images, {summary['train_instances']} / "
+            f"{summary['val_instances']} instances, {a.layout} layout -> {a.out}")
+
+
+# lr 0.01, batch 8, 12 epochs: the 1x schedule scaled to one machine; rho 0.8: the paper's LVIS value
+TASK = Task(name="detection", defaults=TaskDefaults(8, 0.01, 1e-4, 12, 4, rho=0.8), models=DET_BODIES,
+            methods=DET_METHODS, is_dataset=is_det_dataset, build_model=_build, stage1=train.stage1,
+            stage2_job=train.stage2_job, report=report, export_images=_export_images, resolve=train.resolve,
+            upgrade=_upgrade, synthetic={"det-lt": SyntheticSet(_make, _describe, {"lvis": write_lvis_layout,
+                                                                                   "coco": write_coco_layout})})

@@ -1,0 +1,81 @@
+"""The training tasks, registered in one place: what differs between classification, segmentation and
+detection from data to export. Entry points find the task (from the dataset or the checkpoint) and call it;
+nothing else tests a task's name.
+
+Each task package holds its `Task` in `task.py`, imported on first use.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
+
+from training.config import Stage1Config, Stage2Config, TaskDefaults, TrainConfig
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from training.core.checkpoint import Checkpoint
+    from training.core.stage2 import Stage2Job
+
+# Registry order is the order datasets are recognised in; classification (list files) comes last.
+TASK_MODULES = {"detection": "training.detection.task", "segmentation": "training.segmentation.task",
+                "classification": "training.classification.task"}
+
+
+@dataclass(frozen=True)
+class SyntheticSet:
+    """A small long-tailed set `make_data.py` writes: make(folder, args) → summary; describe(summary, args)."""
+
+    make: Callable[[str, argparse.Namespace], dict]
+    describe: Callable[[dict, argparse.Namespace], str]
+    layouts: Mapping[str, Callable[[str, str], None]] = field(default_factory=dict)  # download layouts
+
+
+def _unchanged(cfg: TrainConfig) -> TrainConfig:
+    return cfg
+
+
+def _no_upgrade(payload: dict) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task's training side: defaults, models, methods, and the functions entry points dispatch to."""
+
+    name: str
+    defaults: TaskDefaults
+    models: tuple[str, ...]  # --backbone choices; the first is the default
+    methods: Mapping[str, Callable[[int, int], "nn.Module"]]  # stage-2 calibrator builders
+    is_dataset: Callable[[str | None], bool]
+    build_model: Callable[[dict], "nn.Module"]  # checkpoint arch → model (no calibrator)
+    stage1: Callable[[Stage1Config], int]
+    stage2_job: Callable[["Checkpoint", Stage2Config], "Stage2Job"]
+    report: Callable[[argparse.Namespace], int]  # evaluate.py: table, plots, JSON
+    export_images: Callable[[str | None, str, dict], list[str]]  # (data, split, provenance) → parity images
+    eval_split: str = "val"  # the split evaluation and the export check use by default
+    dense: bool = False  # per-pixel outputs: any input size, an argmax ending, pixel agreement
+    resolve: Callable[[TrainConfig], TrainConfig] = _unchanged  # defaults that depend on other settings
+    upgrade: Callable[[dict], None] = _no_upgrade  # an older checkpoint payload, rewritten in place
+    synthetic: Mapping[str, SyntheticSet] = field(default_factory=dict)
+
+
+def get_task(name: str) -> Task:
+    """The registered task of that name."""
+    if name not in TASK_MODULES:
+        raise ValueError(f"unknown task {name!r}; choose from {', '.join(TASK_MODULES)}")
+    return importlib.import_module(TASK_MODULES[name]).TASK
+
+
+def all_tasks() -> list[Task]:
+    """Every registered task, in recognition order."""
+    return [get_task(name) for name in TASK_MODULES]
+
+
+def find_task(data: str | None, annotations: bool = False) -> Task:
+    """The task whose dataset layout `data` is (explicit annotation files mean detection)."""
+    if annotations:
+        return get_task("detection")
+    return next(t for t in all_tasks() if t.is_dataset(data))
