@@ -73,7 +73,7 @@ def boxes_only(model) -> None:
 
 def count_at_scale(classes: int, body: str, caps: list[str], folder: str) -> list[dict]:
     """Candidates per image reaching NMS under each cap, for a `classes`-class detector on photo-sized scenes."""
-    from benchmarks.lvis_scale import build, calibrate_batchnorm, scenes, trained_like
+    from benchmarks.random_detectors import build, calibrate_batchnorm, scenes, trained_like
     from ltdeploy.image_io import read_image
     from ltdeploy.preprocess import preprocess_image
 

@@ -70,8 +70,20 @@ def markdown(title: str, table: dict[str, dict], seeds: int, thresholds: dict) -
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, calibrate, evaluate, tabulate, plot."""
+def plot_rho_sweep(rhos: list[float], sweep: dict, path: str) -> None:
+    """Accuracy (mean and spread over seeds) of each group against rho, as a PNG."""
+    from training.core.plots import rho_curve
+
+    lines = {}
+    for g in GROUPS:
+        stats = [sweep[f"rho {r:g}"][g] for r in rhos]
+        if all(stats):
+            lines["overall" if g == "top1" else g] = ([m for m, _ in stats], [s for _, s in stats])
+    rho_curve(rhos, lines, path)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
@@ -82,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hflip", action="store_true")
     p.add_argument("--min-steps", type=int, default=1000)
     p.add_argument("--time-cache", action="store_true", help="also time DisAlign stage 2 without the cache")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, calibrate, evaluate, tabulate, plot."""
+    p = build_parser()
     args = p.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -119,14 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         sweep = {f"rho {r:g}": mean_std([results[(s, "disalign", r)] for s in range(args.seeds)]) for r in rhos}
         report["rho_sweep"] = sweep
         text += "\n" + markdown("DisAlign against rho (G-RW scale)", sweep, args.seeds, thresholds)
-        from training.core.plots import rho_curve
-        lines = {}
-        for g in GROUPS:
-            stats = [sweep[f"rho {r:g}"][g] for r in rhos]
-            if all(stats):
-                lines["overall" if g == "top1" else g] = ([m for m, _ in stats], [s for _, s in stats])
-        rho_curve(rhos, lines,
-                  os.path.join(args.out, "rho_curve.png"))
+        plot_rho_sweep(rhos, sweep, os.path.join(args.out, "rho_curve.png"))
     if "disalign" in methods:
         seed0 = os.path.join(args.out, "seed0")
         out, acc = quietly(os.path.join(seed0, "plots.log"), evaluate, os.path.join(seed0, "disalign.pt"), args.data)

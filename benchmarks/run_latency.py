@@ -32,76 +32,15 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from ltdeploy.backends import load_backend
+from benchmarks.gpu_figures import gpu_environment, trtexec_figure
+from benchmarks.latency_targets import Target, engine_target, torch_target
 from ltdeploy.errors import LtDeployError
 from ltdeploy.files import atomic_path
-
-
-@dataclass
-class Target:
-    """Something to time: a name and a function running one batch."""
-
-    name: str
-    run: Callable[[np.ndarray], object]
-    input_size: tuple[int, int]
-    provider: str
-    preprocess: object = None
-    task: str = "classification"
-    precision: str = "fp32"
-    gpu: Callable[[np.ndarray], float] | None = None  # GPU-only milliseconds of one batch
-    e2e: Callable[[list[bytes]], object] | None = None  # encoded images → results, as `ltdeploy predict`
-    plan: str | None = None
-    input_name: str = "images"
-    times: dict[int, list[float]] = field(default_factory=dict)
-    gpu_times: dict[int, list[float]] = field(default_factory=dict)
-    e2e_times: dict[int, list[float]] = field(default_factory=dict)
-
-
-def engine_target(path: str, threads: int, spinning: bool, device: str = "auto") -> Target:
-    """An engine through ltdeploy's backend (the code path `ltdeploy predict` uses)."""
-    from ltdeploy.image_io import decode_image
-    from ltdeploy.predictor import Predictor
-
-    backend = load_backend(path, device=device, threads=threads, spinning=spinning)
-    desc = backend.description
-    name, out = desc.input_name, desc.output_names[0]
-    predictor = Predictor(backend)
-    build = getattr(backend, "build", None)
-    gpu_time = getattr(backend, "gpu_time", None)
-
-    def e2e(encoded: list[bytes]):
-        images = [decode_image(b) for b in encoded]
-        return predictor.predict_arrays([str(i) for i in range(len(images))], images)
-
-    return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.shape_range()[1], backend.provider,
-                  preprocess=desc.preprocess, task=desc.task, precision=build.precision if build else "fp32",
-                  gpu=(lambda x: gpu_time({name: x})) if gpu_time else None, e2e=e2e,
-                  plan=path if build else None, input_name=name)
-
-
-def torch_target(path: str, threads: int) -> Target:
-    """A checkpoint in PyTorch eager mode (inference_mode, same thread count)."""
-    import torch
-
-    from training.core.checkpoint import read_checkpoint
-
-    torch.set_num_threads(threads)
-    ck = read_checkpoint(path)
-
-    detector = ck.description.task == "detection"
-
-    def run(x: np.ndarray):
-        with torch.inference_mode():
-            t = torch.from_numpy(x)
-            return ck.model(list(t)) if detector else ck.model(t)
-    return Target(f"{path} (torch eager)", run, ck.description.preprocess.shape_range()[1],
-                  f"torch {torch.__version__} CPU",
-                  preprocess=ck.description.preprocess, task=ck.description.task)
+from ltdeploy.tasks import task_spec
 
 
 def percentiles(ms: list[float]) -> dict:
@@ -162,52 +101,8 @@ def measure(targets: list[Target], batches: list[int], rounds: int, runs: int, w
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
 
 
-def trtexec_flags(major: int) -> list[str]:
-    """trtexec flags for GPU compute time without copies, CUDA graphs or spin-wait on either major version:
-    11 turns CUDA graphs and spin-wait on and copies off by default (and ignores --noDataTransfers); 10 has
-    them the other way round and knows neither --noCudaGraph nor --noSpinWait."""
-    common = ["--warmUp=200", "--duration=3", "--percentile=50,90,99"]
-    return common + (["--noCudaGraph", "--noSpinWait"] if major >= 11 else ["--noDataTransfers"])
-
-
-def trtexec_figure(plan: str, input_name: str, shape: tuple[int, ...]) -> dict | None:
-    """trtexec's GPU compute time for `plan` at `shape` (median and p99, ms), with the exact command; None
-    when trtexec is not on PATH (the pip wheels have none)."""
-    import re
-    import shutil
-    import subprocess
-
-    exe = shutil.which("trtexec")
-    if exe is None:
-        return None
-    import tensorrt
-
-    major = int(tensorrt.__version__.split(".")[0])
-    cmd = [exe, f"--loadEngine={plan}", f"--shapes={input_name}:{'x'.join(map(str, shape))}", *trtexec_flags(major)]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
-    line = next((ln for ln in out.splitlines() if "GPU Compute Time:" in ln), "")
-    median = re.search(r"median = ([0-9.]+) ms", line)
-    p99 = re.search(r"percentile\(99%\) = ([0-9.]+) ms", line)
-    return {"command": " ".join(cmd), "gpu_compute_median_ms": float(median.group(1)) if median else None,
-            "gpu_compute_p99_ms": float(p99.group(1)) if p99 else None}
-
-
-def gpu_environment(targets: list[Target]) -> dict:
-    """GPU, driver, CUDA and TensorRT versions when any target runs on the GPU."""
-    env: dict = {}
-    backends = [t for t in targets if t.plan]
-    if backends:
-        import tensorrt
-
-        from ltdeploy.gpu.cuda import current_gpu
-        gpu = current_gpu()
-        env = {"gpu": gpu.name, "compute_capability": gpu.compute_capability, "driver": gpu.driver,
-               "cuda_runtime": gpu.cuda_runtime, "tensorrt": tensorrt.__version__}
-    return env
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse, measure, print the table, write JSON."""
+def build_parser() -> argparse.ArgumentParser:
+    """The benchmark's options."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine", action="append", default=[], help="engine file (repeat); the first is the baseline")
     p.add_argument("--torch", action="append", default=[], help="checkpoint to time in PyTorch eager (repeat)")
@@ -228,6 +123,36 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time decode + preprocess + inference + post-processing per batch (needs --images)")
     p.add_argument("--trtexec", action="store_true", help="add trtexec's figure for each plan (if on PATH)")
     p.add_argument("--json", default=None)
+    return p
+
+
+def print_table(targets: list[Target], batches: list[int], env: dict, trtexec: bool) -> list[dict]:
+    """Print one row per (batch, engine, kind of time) against the first engine; return the rows."""
+    rows = []
+    print(f"\n{env}\n")
+    print(f"{'engine':<44} {'provider':<22} {'prec':<4} {'time':<10} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} "
+          f"{'p99 ms':>8} {'img/s':>8} {'ratio':>6}")
+    for b in batches:
+        base = float(np.median(targets[0].times[b]))
+        for t in targets:
+            for kind, times in (("engine", t.times[b]), ("gpu-only", t.gpu_times[b]), ("end-to-end", t.e2e_times[b])):
+                if not times:
+                    continue
+                pc = percentiles(times)
+                ratio = pc["p50"] / base
+                row = {"engine": t.name, "provider": t.provider, "precision": t.precision, "time": kind,
+                       "batch": b, **pc, "images_per_s": b / pc["p50"] * 1e3, "ratio_to_first": ratio}
+                if kind == "gpu-only" and trtexec and t.plan:
+                    row["trtexec"] = trtexec_figure(t.plan, t.input_name, (b, 3, *t.input_size))
+                rows.append(row)
+                print(f"{t.name[-44:]:<44} {t.provider[:22]:<22} {t.precision:<4} {kind:<10} {b:>5} "
+                      f"{pc['p50']:8.3f} {pc['p90']:8.3f} {pc['p99']:8.3f} {b / pc['p50'] * 1e3:8.1f} {ratio:6.3f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, measure, print the table, write JSON."""
+    p = build_parser()
     args = p.parse_args(argv)
     if not args.engine and not args.torch:
         p.error("give at least one --engine or --torch")
@@ -241,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size:
         for t in targets:
             t.input_size = (args.size, args.size)
-    if any(t.task == "detection" for t in targets) and batches != [1]:
+    if any(task_spec(t.task).one_image_per_call for t in targets) and batches != [1]:
         p.error("detectors take one image at a time: use --batch 1")
     images = None
     if args.images:
@@ -257,25 +182,7 @@ def main(argv: list[str] | None = None) -> int:
            "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
            "warmup": args.warmup, "input_size": list(targets[0].input_size),
            "inputs": f"{len(images)} images" if images else "random", **gpu_environment(targets)}
-    rows = []
-    print(f"\n{env}\n")
-    print(f"{'engine':<44} {'provider':<22} {'prec':<4} {'time':<10} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} "
-          f"{'p99 ms':>8} {'img/s':>8} {'ratio':>6}")
-    for b in batches:
-        base = float(np.median(targets[0].times[b]))
-        for t in targets:
-            for kind, times in (("engine", t.times[b]), ("gpu-only", t.gpu_times[b]), ("end-to-end", t.e2e_times[b])):
-                if not times:
-                    continue
-                pc = percentiles(times)
-                ratio = pc["p50"] / base
-                row = {"engine": t.name, "provider": t.provider, "precision": t.precision, "time": kind,
-                       "batch": b, **pc, "images_per_s": b / pc["p50"] * 1e3, "ratio_to_first": ratio}
-                if kind == "gpu-only" and args.trtexec and t.plan:
-                    row["trtexec"] = trtexec_figure(t.plan, t.input_name, (b, 3, *t.input_size))
-                rows.append(row)
-                print(f"{t.name[-44:]:<44} {t.provider[:22]:<22} {t.precision:<4} {kind:<10} {b:>5} "
-                      f"{pc['p50']:8.3f} {pc['p90']:8.3f} {pc['p99']:8.3f} {b / pc['p50'] * 1e3:8.1f} {ratio:6.3f}")
+    rows = print_table(targets, batches, env, args.trtexec)
     if args.json:
         with atomic_path(args.json) as tmp, open(tmp, "w") as f:
             json.dump({"environment": env, "results": rows}, f, indent=1)

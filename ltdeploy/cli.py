@@ -1,4 +1,4 @@
-"""The `ltdeploy` command line: predict and info. Heavy imports stay inside the commands."""
+"""The `ltdeploy` command line: predict, info, build and export-triton. Heavy imports stay inside the commands."""
 from __future__ import annotations
 
 import json
@@ -116,26 +116,6 @@ def predict(images: tuple[str, ...], engine: str, topk: int, batch_size: int, de
         sys.exit(1)
 
 
-def _input_shape(pp) -> str:
-    h, w = pp.input_size
-    return f"1 x 3 x h x w (h, w <= {pp.max_size})" if pp.resize == "fit" else f"N x 3 x {h} x {w}"
-
-
-def _resize_text(pp) -> str:
-    if pp.resize == "fit":
-        return f"short side to {pp.resize_short}, long side at most {pp.max_size}, aspect kept"
-    return f"short side to {pp.resize_short}, centre crop" if pp.resize == "crop" else "resized to the input size"
-
-
-def _postprocess_text(post: dict) -> str:
-    caps = [f"{post['candidates_per_class']} per class" if post.get("candidates_per_class") else "",
-            f"{post['candidates']} per image" if post.get("candidates") else ""]
-    cap = " and ".join(c for c in caps if c) or "uncapped"
-    text = (f"scores > {post.get('score_threshold')}, candidates before NMS {cap}, per-class NMS at IoU "
-            f"{post.get('nms_iou')}, {post.get('detections')} detections")
-    return text + ("; masks 28 x 28 per box, pasted at the image's pixels" if post.get("masks") else "")
-
-
 @cli.command()
 @click.option("--engine", "-e", required=True, help="Engine file to describe.")
 @click.option("--device", default="auto", show_default=True, type=DEVICES, help=DEVICE_HELP)
@@ -147,7 +127,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
     from dataclasses import asdict
 
     from ltdeploy.backends import SUFFIXES, load_backend
-    from ltdeploy.tasks import task_spec
+    from ltdeploy.description_text import description_lines
 
     build = None
     try:
@@ -166,25 +146,7 @@ def info(engine: str, device: str, as_json: bool) -> None:
         extra = {"build": asdict(build)} if build else {}
         click.echo(json.dumps({"engine": engine, "provider": provider, **desc.to_dict(), **extra}, indent=1))
         return
-    groups = desc.groups
-    pp = desc.preprocess
-    top, mid, low = desc.group_names
-    unit = task_spec(desc.task).count_unit
-    lines = [
-        f"engine:        {engine} ({provider})",
-        f"task:          {desc.task}, {desc.num_classes} classes "
-        f"({top} {groups.count(top)}, {mid} {groups.count(mid)}, {low} {groups.count(low)}; "
-        f"{top} > {desc.group_thresholds[0]}, {low} < {desc.group_thresholds[1]} {unit})",
-        f"input:         {desc.input_name} {_input_shape(pp)} {pp.color_order}, {_resize_text(pp)} "
-        f"({pp.interpolation}), mean {list(pp.mean)}, std {list(pp.std)}",
-        f"outputs:       {', '.join(desc.output_names)}",
-        *([f"postprocess:   {_postprocess_text(desc.postprocess)}"] if desc.postprocess else []),
-        f"calibration:   {json.dumps(desc.calibration)}",
-        f"provenance:    {json.dumps(desc.provenance)}",
-    ]
-    if build:
-        lines.append("profiles:      " + "; ".join(", ".join(f"{n} {s[0]}..{s[2]}" for n, s in p.items())
-                                                   for p in build.profiles))
+    lines = description_lines(engine, provider, desc, build)
     click.echo("\n".join(lines))
 
 

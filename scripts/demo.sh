@@ -28,7 +28,8 @@ segmentation() {  # seg-lt: per-pixel DisAlign (rho 0.3), mIoU head / body / tai
   local data="data/seg-lt" runs="runs/seg-lt"
   "$PY" training/make_data.py seg-lt --out "$data"
   "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --epochs 40 --batch-size 16 --hflip
-  "$PY" training/train.py stage2 --checkpoint "$runs/stage1.pt" --data "$data" --out "$runs/disalign.pt"
+  "$PY" training/train.py stage2 --checkpoint "$runs/stage1.pt" --data "$data" --out "$runs/disalign.pt" \
+      --batch-size 16 --min-steps 300
   "$PY" export/to_onnx.py "$runs/disalign.pt" -o "$runs/disalign.onnx" --verify-images 0
   "$PY" training/evaluate.py "$runs/disalign.onnx" --data "$data" --compare "$runs/stage1.pt" \
       --json "$runs/eval_disalign_onnx.json" | tail -n 3
@@ -40,7 +41,7 @@ for ds in $DATASETS; do
   echo "=== $ds"
   case "$ds" in
     digits-lt) classification digits-lt "--imbalance 50" "--epochs 30" ;;
-    shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 30 --hflip" ;;
+    shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 15 --hflip" ;;
     seg-lt) segmentation ;;
     *) echo "unknown dataset $ds" >&2; exit 2 ;;
   esac

@@ -15,6 +15,7 @@ Prints one line per check and a JSON summary; exits 1 if any check fails.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -46,25 +47,11 @@ def check(name: str):
     return wrap
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Set up the import path, run both parts, print the summary."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--host-memory", action="store_true", help="use the host-memory cuda-bindings stand-in")
-    p.add_argument("--json", help="also write the summary here")
-    args = p.parse_args(argv)
-    sys.path[:0] = [FAKES] + ([os.path.join(FAKES, "cpu_cuda")] if args.host_memory else []) + [ROOT]
-    try:
-        import cv2  # noqa: F401  (ltdeploy's image code; the data path below never calls it)
-    except ImportError:
-        stub = types.ModuleType("cv2")
-        stub.__getattr__ = lambda name: 0  # constants read at import time
-        sys.modules["cv2"] = stub
+def cuda_checks(info: dict) -> None:
+    """The cuda-python layer: device query (into info["gpu"]), buffers, pinned copies, streams, events."""
     import numpy as np
 
     from ltdeploy.gpu import cuda
-
-    cuda.runtime()  # a clear error now if cuda-python is missing
-    info: dict = {}
 
     @check("device query")
     def _():
@@ -118,16 +105,34 @@ def main(argv: list[str] | None = None) -> int:
         assert ms > 0
         return f"4 x 64 MB host to device in {ms:.2f} ms ({4 * 64 / 1024 / (ms / 1e3):.1f} GiB/s)"
 
-    import tensorrt as trt
 
-    trt.STATE["warnings_on_execute"] = 0
-
-    from ltdeploy.backends.tensorrt import TensorRTBackend
+def write_kernel_plan(trt, gpu, folder: str, kernel: str, task: str, inputs, outputs, profiles, names,
+                      pp) -> str:
+    """A fake plan running `kernel`, with the description and build record beside it as `ltdeploy build` writes."""
     from ltdeploy.files import file_sha256
     from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
     from ltdeploy.metadata import ModelDescription
-    from ltdeploy.preprocess import PreprocessConfig
 
+    path = os.path.join(folder, f"{kernel}.trt")
+    with open(path, "wb") as fh:
+        fh.write(trt.kernel_plan(kernel, inputs, outputs, profiles))
+    desc = ModelDescription(task=task, class_names=[f"c{i}" for i in range(10)], class_counts=[10] * 10,
+                            group_thresholds=(5, 2), preprocess=pp, input_name="images", output_names=names)
+    build = BuildInfo(tensorrt_version=trt.__version__, gpu_name=gpu.name,
+                      compute_capability=gpu.compute_capability, precision="fp32",
+                      profiles=[{k: [list(s) for s in v] for k, v in p.items()} for p in profiles],
+                      tensors=[TensorSpec(n, "input", "float32", list(s)) for n, s, _ in inputs]
+                      + [TensorSpec(n, "output", "float32", list(s)) for n, s, _ in outputs],
+                      onnx_sha256="0" * 64, plan_sha256=file_sha256(path))
+    write_plan_description(path, desc, build)
+    return path
+
+
+def register_kernels(trt) -> tuple:
+    """The fake's two kernels: a linear classifier (its weights returned) and a thresholding detector."""
+    import numpy as np
+
+    trt.STATE["warnings_on_execute"] = 0
     weights = np.random.default_rng(0).standard_normal((3, 10)).astype(np.float32)
     trt.register_kernel("classify", lambda f: {"logits": f["images"].mean(axis=(2, 3)) @ weights})
 
@@ -137,25 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         boxes = np.stack([xs, ys, xs + 1, ys + 1], 1).astype(np.float32).reshape(-1, 4)
         return {"boxes": boxes, "scores": x[ys, xs].astype(np.float32)}
     trt.register_kernel("detect", detect)
+    return weights, detect
+
+
+def plan_checks(info: dict) -> str:
+    """TensorRTBackend on the fake's kernel plans: profiles, data-dependent and empty outputs, threads; returns
+    the fake's version."""
+    import numpy as np
+    import tensorrt as trt
+
+    from ltdeploy.backends.tensorrt import TensorRTBackend
+    from ltdeploy.preprocess import PreprocessConfig
+
+    weights, detect = register_kernels(trt)
     tmp = tempfile.mkdtemp(prefix="gpu-check-")
 
-    def plan(kernel: str, task: str, inputs, outputs, profiles, names) -> str:
-        path = os.path.join(tmp, f"{kernel}.trt")
-        with open(path, "wb") as fh:
-            fh.write(trt.kernel_plan(kernel, inputs, outputs, profiles))
-        gpu = info["gpu"]
-        pp = PreprocessConfig.fit(64, 64) if task == "detection" else PreprocessConfig(
-            input_size=(8, 8), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
-        desc = ModelDescription(task=task, class_names=[f"c{i}" for i in range(10)], class_counts=[10] * 10,
-                                group_thresholds=(5, 2), preprocess=pp, input_name="images", output_names=names)
-        build = BuildInfo(tensorrt_version=trt.__version__, gpu_name=gpu.name,
-                          compute_capability=gpu.compute_capability, precision="fp32",
-                          profiles=[{k: [list(s) for s in v] for k, v in p.items()} for p in profiles],
-                          tensors=[TensorSpec(n, "input", "float32", list(s)) for n, s, _ in inputs]
-                          + [TensorSpec(n, "output", "float32", list(s)) for n, s, _ in outputs],
-                          onnx_sha256="0" * 64, plan_sha256=file_sha256(path))
-        write_plan_description(path, desc, build)
-        return path
+    plan = functools.partial(write_kernel_plan, trt, info["gpu"], tmp)
 
     f32 = trt.DataType.FLOAT
 
@@ -163,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     def _():
         path = plan("classify", "classification", [("images", (-1, 3, 8, 8), f32)], [("logits", (-1, 10), f32)],
                     [{"images": ((1, 3, 8, 8), (2, 3, 8, 8), (4, 3, 8, 8))},
-                     {"images": ((8, 3, 8, 8), (16, 3, 8, 8), (32, 3, 8, 8))}], ["logits"])
+                     {"images": ((8, 3, 8, 8), (16, 3, 8, 8), (32, 3, 8, 8))}], ["logits"],
+                    PreprocessConfig(input_size=(8, 8), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3,
+                                     std=(0.5,) * 3))
         backend = TensorRTBackend(path)
         rng = np.random.default_rng(1)
         for n in (3, 16, 1, 32):
@@ -178,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     def _():
         path = plan("detect", "detection", [("images", (1, 3, -1, -1), f32)],
                     [("boxes", (-1, 4), f32), ("scores", (-1,), f32)],
-                    [{"images": ((1, 3, 16, 16), (1, 3, 48, 64), (1, 3, 64, 64))}], ["boxes", "scores"])
+                    [{"images": ((1, 3, 16, 16), (1, 3, 48, 64), (1, 3, 64, 64))}], ["boxes", "scores"],
+                    PreprocessConfig.fit(64, 64))
         backend = TensorRTBackend(path)
         rng = np.random.default_rng(2)
         counts = []
@@ -198,9 +203,31 @@ def main(argv: list[str] | None = None) -> int:
         assert len(seen["out"]["scores"]) == 256
         backend.close()
         return f"detections {counts}, then 0 (empty), then 256 from a second thread"
+    return trt.__version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Set up the import path, run both parts, print the summary."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--host-memory", action="store_true", help="use the host-memory cuda-bindings stand-in")
+    p.add_argument("--json", help="also write the summary here")
+    args = p.parse_args(argv)
+    sys.path[:0] = [FAKES] + ([os.path.join(FAKES, "cpu_cuda")] if args.host_memory else []) + [ROOT]
+    try:
+        import cv2  # noqa: F401  (ltdeploy's image code; the data path below never calls it)
+    except ImportError:
+        stub = types.ModuleType("cv2")
+        stub.__getattr__ = lambda name: 0  # constants read at import time
+        sys.modules["cv2"] = stub
+    from ltdeploy.gpu import cuda
+
+    cuda.runtime()  # a clear error now if cuda-python is missing
+    info: dict = {}
+    cuda_checks(info)
+    version = plan_checks(info)
 
     ok = all(r["ok"] for r in RESULTS)
-    summary = {"ok": ok, "host_memory": args.host_memory, "tensorrt": f"fake {trt.__version__}",
+    summary = {"ok": ok, "host_memory": args.host_memory, "tensorrt": f"fake {version}",
                "checks": RESULTS}
     print(json.dumps(summary, default=str))
     if args.json:

@@ -226,7 +226,7 @@ def test_build_refuses_a_graph_with_a_growing_loop(fake_trt, models, tmp_path):
 
 
 def test_trtexec_flags_measure_the_same_thing_on_10_and_11():
-    from benchmarks.run_latency import trtexec_flags
+    from benchmarks.gpu_figures import trtexec_flags
 
     ten, eleven = trtexec_flags(10), trtexec_flags(11)
     assert "--noDataTransfers" in ten and "--noCudaGraph" not in ten and "--noSpinWait" not in ten

@@ -8,7 +8,6 @@ preprocessing, so every further method calibrating the same model skips the back
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -22,19 +21,20 @@ from ltdeploy.preprocess import PreprocessConfig
 from training.classification.data import make_loader
 from training.classification.lists import Split, find_list, read_split
 from training.classification.model import LTClassifier
+from training.config import TrainConfig
 from training.core.loops import augment, extract_features
 
 
 class Stage2Data:
     """Per-epoch (features, labels) batches, instance- or class-balanced."""
 
-    def __init__(self, model: LTClassifier, train: Split, cfg: PreprocessConfig, args: argparse.Namespace,
+    def __init__(self, model: LTClassifier, train: Split, cfg: PreprocessConfig, run: TrainConfig,
                  stage1_sha256: str = "") -> None:
-        self.model, self.train, self.cfg, self.args = model, train, cfg, args
+        self.model, self.train, self.cfg, self.run = model, train, cfg, run
         self.stage1_sha256 = stage1_sha256
         self.counts = train.class_counts()  # from the training annotations, never from an external file
-        self.gen = torch.Generator().manual_seed(args.seed)
-        self.cached = not (args.augment or args.no_cache)
+        self.gen = torch.Generator().manual_seed(run.seed)
+        self.cached = not (run.augment or run.no_cache)
         self.labels = torch.from_numpy(train.labels)
         self._images = None
         self._features: torch.Tensor | None = None
@@ -44,24 +44,24 @@ class Stage2Data:
     def images(self):
         """The decoded training images (decoded on first use: a warm feature cache never needs them)."""
         if self._images is None:
-            self._images = make_loader(self.train, self.cfg, 256, shuffle=False, workers=self.args.workers,
+            self._images = make_loader(self.train, self.cfg, 256, shuffle=False, workers=self.run.workers,
                                        desc="train").dataset
         return self._images
 
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch."""
-        return -(-len(self.labels) // self.args.batch_size)
+        return -(-len(self.labels) // self.run.batch_size)
 
     def _disk_cache(self, split: str, compute) -> tuple[torch.Tensor, torch.Tensor]:
         """Features of a split from the on-disk cache, or computed and stored there (atomically)."""
-        if not self.stage1_sha256 or self.args.no_cache:
+        if not self.stage1_sha256 or self.run.no_cache:
             return compute()
-        with open(find_list(self.args.data, split), "rb") as f:
+        with open(find_list(self.run.data, split), "rb") as f:
             listing = hashlib.sha256(f.read()).hexdigest()
-        key = hashlib.sha256(json.dumps([self.stage1_sha256, listing, os.path.abspath(self.args.data),
+        key = hashlib.sha256(json.dumps([self.stage1_sha256, listing, os.path.abspath(self.run.data),
                                          self.cfg.to_dict()]).encode()).hexdigest()[:16]
-        folder = self.args.checkpoint + ".features"
+        folder = self.run.checkpoint + ".features"
         path = os.path.join(folder, f"{split}-{key}.pt")
         if os.path.exists(path):
             cached = torch.load(path, weights_only=True)
@@ -81,7 +81,7 @@ class Stage2Data:
     def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Validation features and labels (for choosing hyper-parameters such as tau; never test)."""
         if self._val is None:
-            val = read_split(self.args.data, "val", num_classes=len(self.counts))
+            val = read_split(self.run.data, "val", num_classes=len(self.counts))
             self._val = self._disk_cache("val", lambda: extract_features(
                 self.model, make_loader(val, self.cfg, 256, shuffle=False, desc="val"), desc="val features"))
         return self._val
@@ -96,7 +96,7 @@ class Stage2Data:
     def batches(self, balanced: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch of (features, labels): shuffled (instance-balanced) or class-balanced sampling."""
         order = self._order(balanced)
-        bs = self.args.batch_size
+        bs = self.run.batch_size
         if self.cached:
             feats, labels = self.features()
             for i in range(0, len(order), bs):
@@ -105,10 +105,10 @@ class Stage2Data:
             return
         small = isinstance(self.images, TensorDataset)
         loader = DataLoader(self.images, batch_size=bs, sampler=order.tolist(),
-                            num_workers=0 if small else self.args.workers)
+                            num_workers=0 if small else self.run.workers)
         for x, y in loader:
             with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
-                if self.args.augment:
-                    x = augment(x, self.args.shift, self.args.hflip, self.gen)
+                if self.run.augment:
+                    x = augment(x, self.run.shift, self.run.hflip, self.gen)
                 feat = self.model.forward_features(x)
             yield feat, y

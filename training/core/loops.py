@@ -1,7 +1,6 @@
 """Training and inference loops shared by the scripts (torchvision references' engine.py style)."""
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from typing import Callable, Iterable
@@ -11,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
+
+from training.config import TrainConfig
 
 
 def augment(x: torch.Tensor, shift: int, hflip: bool, gen: torch.Generator) -> torch.Tensor:
@@ -37,14 +38,14 @@ def cosine_sgd(params: list[nn.Parameter], lr: float, wd: float, steps: int) -> 
 StepFn = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, int, int]]  # batch → (loss, n, correct)
 
 
-def train_epochs(model: nn.Module, loader: DataLoader, args: argparse.Namespace, step: StepFn,
+def train_epochs(model: nn.Module, loader: DataLoader, cfg: TrainConfig, step: StepFn,
                  acc_name: str = "train_acc") -> dict:
-    """SGD with a cosine schedule over `args.epochs` epochs of `loader`; step(x, y) gives the batch's loss,
+    """SGD with a cosine schedule over `cfg.epochs` epochs of `loader`; step(x, y) gives the batch's loss,
     how many targets it covers and how many were right (for the per-epoch log)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    opt, sched = cosine_sgd(params, args.lr, args.wd, args.epochs * len(loader))
+    opt, sched = cosine_sgd(params, cfg.lr, cfg.wd, cfg.epochs * len(loader))
     log, start = [], time.perf_counter()
-    bar = tqdm(range(args.epochs), desc="stage 1", unit="epoch")
+    bar = tqdm(range(cfg.epochs), desc="stage 1", unit="epoch")
     for epoch in bar:
         model.train()
         total, correct, loss_sum = 0, 0, 0.0
@@ -62,14 +63,14 @@ def train_epochs(model: nn.Module, loader: DataLoader, args: argparse.Namespace,
     return {"epochs": log, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def train_stage1(model: nn.Module, loader: DataLoader, args: argparse.Namespace) -> dict:
+def train_stage1(model: nn.Module, loader: DataLoader, cfg: TrainConfig) -> dict:
     """Joint training of backbone and head with instance-balanced sampling and plain cross-entropy."""
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        logits = model(augment(x, args.shift, args.hflip, gen))
+        logits = model(augment(x, cfg.shift, cfg.hflip, gen))
         return F.cross_entropy(logits, y), len(y), int((logits.argmax(1) == y).sum())
-    return train_epochs(model, loader, args, step)
+    return train_epochs(model, loader, cfg, step)
 
 
 @torch.no_grad()
@@ -92,14 +93,14 @@ def predict_logits(model: nn.Module, loader: DataLoader, desc: str = "predict") 
 
 def fit_on_features(forward: Callable[[torch.Tensor], torch.Tensor], params: list[nn.Parameter],
                     loss_fn: nn.Module, epoch_batches: Callable[[], Iterable], steps_per_epoch: int,
-                    args: argparse.Namespace) -> dict:
+                    cfg: TrainConfig) -> dict:
     """Train `params` so that forward(features) fits the labels under loss_fn.
 
     epoch_batches() yields one epoch of (features, labels) batches (see stage2_data.py).
     """
-    opt, sched = cosine_sgd(params, args.lr, args.wd, args.epochs * steps_per_epoch)
+    opt, sched = cosine_sgd(params, cfg.lr, cfg.wd, cfg.epochs * steps_per_epoch)
     log, start = [], time.perf_counter()
-    bar = tqdm(range(args.epochs), desc=f"stage 2 ({args.method})", unit="epoch")
+    bar = tqdm(range(cfg.epochs), desc=f"stage 2 ({cfg.method})", unit="epoch")
     for epoch in bar:
         loss_sum, total = 0.0, 0
         for feat, y in epoch_batches():

@@ -6,7 +6,6 @@ sampling with the G-RW loss; cRT and LWS use class-balanced sampling with plain 
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.config import TrainConfig
 from training.core.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
 from training.core.calibration import DisAlign, PixelDisAlign
 from training.core.grw import GRWLoss
@@ -27,11 +27,11 @@ class Stage2Method:
     """A calibration method: how to build its module, how to fit it, and what it is."""
 
     build: Callable[[int, int], nn.Module]  # (feature dim d, classes K) → calibrator(feat, z) → logits
-    fit: Callable[[nn.Module, nn.Module, object, argparse.Namespace], dict]  # (calibrator, model, data, args)
+    fit: Callable[[nn.Module, nn.Module, object, TrainConfig], dict]  # (calibrator, model, data, cfg)
     summary: str
 
 
-def _sgd_fit(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace, loss: nn.Module,
+def _sgd_fit(calibrator: nn.Module, model: nn.Module, data, cfg: TrainConfig, loss: nn.Module,
              balanced: bool) -> dict:
     def forward(feat: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -39,21 +39,21 @@ def _sgd_fit(calibrator: nn.Module, model: nn.Module, data, args: argparse.Names
         return calibrator(feat, z)
 
     params = [p for p in calibrator.parameters() if p.requires_grad]
-    log = fit_on_features(forward, params, loss, lambda: data.batches(balanced), data.steps_per_epoch, args)
+    log = fit_on_features(forward, params, loss, lambda: data.batches(balanced), data.steps_per_epoch, cfg)
     return {"sampling": "class-balanced" if balanced else "instance", **log}
 
 
-def _fit_grw(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace) -> dict:
-    loss = GRWLoss(data.counts, args.rho)
-    info = _sgd_fit(calibrator, model, data, args, loss, balanced=False)
-    return {"rho": args.rho, "grw_weights": [round(float(w), 6) for w in loss.weight], **info}
+def _fit_grw(calibrator: nn.Module, model: nn.Module, data, cfg: TrainConfig) -> dict:
+    loss = GRWLoss(data.counts, cfg.rho)
+    info = _sgd_fit(calibrator, model, data, cfg, loss, balanced=False)
+    return {"rho": cfg.rho, "grw_weights": [round(float(w), 6) for w in loss.weight], **info}
 
 
-def _fit_balanced_ce(calibrator: nn.Module, model: nn.Module, data, args: argparse.Namespace) -> dict:
-    return _sgd_fit(calibrator, model, data, args, nn.CrossEntropyLoss(), balanced=True)
+def _fit_balanced_ce(calibrator: nn.Module, model: nn.Module, data, cfg: TrainConfig) -> dict:
+    return _sgd_fit(calibrator, model, data, cfg, nn.CrossEntropyLoss(), balanced=True)
 
 
-def _fit_tau_norm(calibrator: TauNorm, model: nn.Module, data, args: argparse.Namespace) -> dict:
+def _fit_tau_norm(calibrator: TauNorm, model: nn.Module, data, cfg: TrainConfig) -> dict:
     """Pick tau by balanced top-1 on the validation split (never test)."""
     feats, labels = data.val_features()
     scores = {}
@@ -68,15 +68,15 @@ def _fit_tau_norm(calibrator: TauNorm, model: nn.Module, data, args: argparse.Na
     return {"tau": best, "val_top1_by_tau": scores}
 
 
-def _fit_ncm(calibrator: NCM, model: nn.Module, data, args: argparse.Namespace) -> dict:
+def _fit_ncm(calibrator: NCM, model: nn.Module, data, cfg: TrainConfig) -> dict:
     feats, labels = data.features()
     calibrator.set_means(feats, labels, len(data.counts))
     return {"classes_with_means": int((calibrator.means.abs().sum(1) > 0).sum())}
 
 
-def _fit_logit_adjust(calibrator: LogitAdjust, model: nn.Module, data, args: argparse.Namespace) -> dict:
-    calibrator.set_prior(data.counts, args.tau)
-    return {"tau": args.tau}
+def _fit_logit_adjust(calibrator: LogitAdjust, model: nn.Module, data, cfg: TrainConfig) -> dict:
+    calibrator.set_prior(data.counts, cfg.tau)
+    return {"tau": cfg.tau}
 
 
 def _disalign(learn_alpha: bool, learn_beta: bool, cls: type = DisAlign) -> Callable[[int, int], nn.Module]:

@@ -2,7 +2,6 @@
 COCO-results output and the validation confusion matrix."""
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
@@ -16,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ltdeploy.detect import to_image
+from training.config import TrainConfig
 from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
 from training.detection.model import LTDetector
 
@@ -44,13 +44,13 @@ class RandomFlip(Dataset):
         return image, target
 
 
-def make_det_loader(dataset: LVISDataset, args: argparse.Namespace, rank: int = 0,
+def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
                     world: int = 1) -> tuple[DataLoader, RepeatFactorSampler, RandomFlip | LVISDataset]:
     """Training loader: repeat-factor sampling (threshold --rfs; 0 = every image once) split across ranks."""
-    factors = repeat_factors(dataset, args.rfs) if args.rfs > 0 else [1.0] * len(dataset)
-    sampler = RepeatFactorSampler(factors, seed=args.seed, rank=rank, world=world)
-    source = RandomFlip(dataset, args.seed) if args.hflip else dataset
-    loader = DataLoader(source, batch_size=args.batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
+    factors = repeat_factors(dataset, cfg.rfs) if cfg.rfs > 0 else [1.0] * len(dataset)
+    sampler = RepeatFactorSampler(factors, seed=cfg.seed, rank=rank, world=world)
+    source = RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
+    loader = DataLoader(source, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
     return loader, sampler, source
 
 
@@ -61,28 +61,28 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def train_detector(model: LTDetector, dataset: LVISDataset, args: argparse.Namespace, stage: str = "stage 1",
+def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, stage: str = "stage 1",
                    loss_keys: tuple[str, ...] | None = None) -> dict:
-    """SGD over `args.epochs` epochs; PCB turns on from epoch `args.pcb_start` once every class was seen.
+    """SGD over `cfg.epochs` epochs; PCB turns on from epoch `cfg.pcb_start` once every class was seen.
 
     `loss_keys` limits the optimised losses (stage 2: the classification loss only). Returns the
     per-iteration total loss (rank 0's view of the mean over ranks) and per-epoch means.
     """
     rank, world = init_distributed()
-    loader, sampler, source = make_det_loader(dataset, args, rank, world)
+    loader, sampler, source = make_det_loader(dataset, cfg, rank, world)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.wd)
-    sched = warmup_cosine(opt, args.epochs * len(loader), args.warmup)
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd)
+    sched = warmup_cosine(opt, cfg.epochs * len(loader), cfg.warmup)
     net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     heads = model.net.roi_heads
     iters, epochs, start = [], [], time.perf_counter()
-    bar = tqdm(range(args.epochs), desc=stage, unit="epoch", disable=rank != 0)
+    bar = tqdm(range(cfg.epochs), desc=stage, unit="epoch", disable=rank != 0)
     for epoch in bar:
         sampler.set_epoch(epoch)
         if isinstance(source, RandomFlip):
             source.epoch = epoch
         if heads.confusion is not None:
-            heads.pcb_active = epoch >= getattr(args, "pcb_start", 0) and heads.confusion.ready
+            heads.pcb_active = epoch >= getattr(cfg, "pcb_start", 0) and heads.confusion.ready
         model.train()
         sums: dict[str, float] = {}
         for images, targets in loader:
@@ -93,7 +93,7 @@ def train_detector(model: LTDetector, dataset: LVISDataset, args: argparse.Names
                 raise FloatingPointError(f"{stage}: loss is {float(loss)} at epoch {epoch + 1}; lower --lr or --clip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, args.clip)  # early RPN / box losses spike (NaN at lr 0.02)
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip)  # early RPN / box losses spike (NaN at lr 0.02)
             opt.step()
             sched.step()
             value = loss.detach().clone()

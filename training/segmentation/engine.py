@@ -2,7 +2,6 @@
 weights from pixel counts (docs/method.md §2-3). Pixels labelled 255 are ignored throughout."""
 from __future__ import annotations
 
-import argparse
 from typing import Iterator
 
 import torch
@@ -11,6 +10,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from training.config import TrainConfig
 from training.core.grw import GRWLoss
 from training.core.loops import fit_on_features, train_epochs
 from training.segmentation.data import IGNORE
@@ -25,18 +25,18 @@ def random_hflip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tupl
     return torch.where(flip[:, None, None, None], x.flip(3), x), torch.where(flip[:, None, None], y.flip(2), y)
 
 
-def train_seg_stage1(model: LTSegmenter, loader: DataLoader, args: argparse.Namespace) -> dict:
+def train_seg_stage1(model: LTSegmenter, loader: DataLoader, cfg: TrainConfig) -> dict:
     """Joint training of body and classifier: per-pixel cross-entropy, ignore label skipped."""
-    gen = torch.Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-        if args.hflip:
+        if cfg.hflip:
             x, y = random_hflip(x, y, gen)
         logits = model(x)
         valid = y != IGNORE
         right = int((logits.argmax(1)[valid] == y[valid]).sum())
         return F.cross_entropy(logits, y, ignore_index=IGNORE), int(valid.sum()), right
-    return train_epochs(model, loader, args, step, acc_name="pixel_acc")
+    return train_epochs(model, loader, cfg, step, acc_name="pixel_acc")
 
 
 class SegStage2Data:
@@ -46,21 +46,21 @@ class SegStage2Data:
     otherwise each epoch recomputes them.
     """
 
-    def __init__(self, model: LTSegmenter, loader: DataLoader, counts: list[int], args: argparse.Namespace) -> None:
-        self.model, self.loader, self.counts, self.args = model, loader, counts, args
-        self.gen = torch.Generator().manual_seed(args.seed)
+    def __init__(self, model: LTSegmenter, loader: DataLoader, counts: list[int], cfg: TrainConfig) -> None:
+        self.model, self.loader, self.counts, self.cfg = model, loader, counts, cfg
+        self.gen = torch.Generator().manual_seed(cfg.seed)
         n = len(loader.dataset)
         x0, _ = loader.dataset[0]
         with torch.no_grad():
             c, h, w = model.forward_features(x0[None]).shape[1:]
-        self.cached = not args.no_cache and n * c * h * w * 4 < FEATURE_CACHE_LIMIT_BYTES
+        self.cached = not cfg.no_cache and n * c * h * w * 4 < FEATURE_CACHE_LIMIT_BYTES
         self.label_size = tuple(loader.dataset[0][1].shape)
         self._features: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def steps_per_epoch(self) -> int:
         """Batches per epoch."""
-        return -(-len(self.loader.dataset) // self.args.batch_size)
+        return -(-len(self.loader.dataset) // self.cfg.batch_size)
 
     def features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All training decoder features (N, C, h, w) and label maps (N, H, W), computed once."""
@@ -76,7 +76,7 @@ class SegStage2Data:
 
     def batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One shuffled epoch of (features, labels)."""
-        bs = self.args.batch_size
+        bs = self.cfg.batch_size
         if self.cached:
             feats, labels = self.features()
             order = torch.randperm(len(labels), generator=self.gen)
@@ -90,9 +90,9 @@ class SegStage2Data:
 
 
 def fit_seg_calibrator(calibrator: nn.Module, model: LTSegmenter, data: SegStage2Data,
-                       args: argparse.Namespace) -> dict:
+                       cfg: TrainConfig) -> dict:
     """Fit a per-pixel calibrator with the G-RW loss (pixel counts, rho), logits upsampled to the labels."""
-    loss = GRWLoss(data.counts, args.rho, ignore_index=IGNORE)
+    loss = GRWLoss(data.counts, cfg.rho, ignore_index=IGNORE)
 
     def forward(feat: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -100,6 +100,6 @@ def fit_seg_calibrator(calibrator: nn.Module, model: LTSegmenter, data: SegStage
         return upsample(calibrator(feat, z), data.label_size)
 
     params = [p for p in calibrator.parameters() if p.requires_grad]
-    log = fit_on_features(forward, params, loss, data.batches, data.steps_per_epoch, args)
-    return {"rho": args.rho, "sampling": "instance", "grw_weights": [round(float(w), 6) for w in loss.weight], **log}
+    log = fit_on_features(forward, params, loss, data.batches, data.steps_per_epoch, cfg)
+    return {"rho": cfg.rho, "sampling": "instance", "grw_weights": [round(float(w), 6) for w in loss.weight], **log}
 
