@@ -30,7 +30,7 @@ from training.core.checkpoint import Checkpoint, file_sha256, read_checkpoint
 from training.segmentation.model import ArgmaxLabels
 from training.tasks import get_task
 
-SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (docs/method.md, export; ties at upsampled borders)
+SEG_MIN_AGREEMENT = 0.9999  # pixels whose argmax must match (docs/method.md §6; ties at upsampled borders)
 
 
 def verification_batch(paths: list[str], count: int, cfg: PreprocessConfig) -> np.ndarray:

@@ -34,7 +34,7 @@ def _describe(summary: dict, a: argparse.Namespace) -> str:
             f"images; pixel share {100 * share[0]:.1f}% .. {100 * share[-1]:.4f}%, {a.layout} layout -> {a.out}")
 
 
-# rho 0.3: the paper's ADE20K value (docs/method.md, G-RW)
+# rho 0.3: the paper's ADE20K value (docs/method.md §3)
 TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=0.3), models=tuple(SEG_BODIES),
             methods=SEG_METHODS, is_dataset=is_seg_dataset, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
