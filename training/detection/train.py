@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import torch
 import torch.distributed as dist
@@ -15,6 +14,7 @@ from training.core.checkpoint import Checkpoint, save_checkpoint
 from training.core.grw import grw_weights
 from training.core.methods import DET_METHODS, build_calibrator
 from training.core.provenance import provenance
+from training.core.reports import write_json
 from training.core.stage2 import Stage2Job, stage1_sha
 from training.detection.data import LVISDataset
 from training.detection.engine import init_distributed, train_detector
@@ -103,8 +103,7 @@ def stage1(cfg: Stage1Config) -> int:
         sha = save_checkpoint(cfg.out, model, desc, {"stage1": history, "args": as_record(cfg)})
         print(f"wrote {cfg.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
         if cfg.loss_log:
-            with open(cfg.loss_log, "w") as f:
-                json.dump({"world_size": world, "iterations": history["iterations"]}, f)
+            write_json(cfg.loss_log, {"world_size": world, "iterations": history["iterations"]})
     _finish(world)
     return 0
 
