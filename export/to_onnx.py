@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     split = args.split or task.eval_split
     try:
         paths = task.export_images(args.data, split, desc.provenance)
-    except (LtDeployError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (LtDeployError, FileNotFoundError, ValueError) as exc:
         print(f"error: no dataset to verify on ({exc}); pass --data DIR", file=sys.stderr)
         return 2
     if task_spec(desc.task).one_image_per_call:

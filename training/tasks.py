@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
@@ -60,6 +61,16 @@ class Task:
     resolve: Callable[[TrainConfig], TrainConfig] = _unchanged  # defaults that depend on other settings
     upgrade: Callable[[dict], None] = _no_upgrade  # an older checkpoint payload, rewritten in place
     synthetic: Mapping[str, SyntheticSet] = field(default_factory=dict)
+
+
+def dataset_folder(data: str | None, provenance: dict) -> str:
+    """--data, else the folder the checkpoint was trained on (DatasetError when neither is there)."""
+    from ltdeploy.errors import DatasetError
+
+    folder = data or provenance.get("dataset")
+    if not folder or not os.path.isdir(folder):
+        raise DatasetError(f"no dataset folder {folder!r}")
+    return folder
 
 
 def get_task(name: str) -> Task:

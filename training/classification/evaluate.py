@@ -75,7 +75,7 @@ def evaluate(model_path: str, data_dir: str, split: str = "test", batch_size: in
 
 def report(args: argparse.Namespace) -> int:
     """Evaluate a classifier (and --compare), print the long-tail table and write plots / JSON."""
-    split = args.split or "test"
+    split = args.split
     try:
         out, acc = evaluate(args.model, args.data, split, args.batch_size)
         compare = None

@@ -11,7 +11,7 @@ from training.classification.model import LTClassifier
 from training.classification.synthetic import make_digits_lt, make_shapes_lt
 from training.config import TaskDefaults
 from training.core.methods import CLASSIFICATION_BUILDERS
-from training.tasks import SyntheticSet, Task
+from training.tasks import SyntheticSet, Task, dataset_folder
 
 
 def _build(arch: dict) -> LTClassifier:
@@ -19,7 +19,7 @@ def _build(arch: dict) -> LTClassifier:
 
 
 def _export_images(data: str | None, split: str, provenance: dict) -> list[str]:
-    return read_split(data or provenance.get("dataset"), split).paths
+    return read_split(dataset_folder(data, provenance), split).paths
 
 
 def _describe(summary: dict, args: argparse.Namespace) -> str:

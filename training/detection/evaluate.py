@@ -100,7 +100,7 @@ def print_det_table(runs: list[tuple[str, dict]]) -> None:
 
 def report(args: argparse.Namespace) -> int:
     """Evaluate a detector (and --compare) and print the LVIS AP table."""
-    split = args.split or "val"
+    split = args.split
     try:
         source = resolve_det_source(args.data, None, args.val_ann, args.images)
         runs = [(p, evaluate_detection(p, source, split)) for p in ([args.compare] if args.compare else [])

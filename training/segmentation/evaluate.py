@@ -93,7 +93,7 @@ def format_seg_scores(name: str, s: dict) -> str:
 
 def report(args: argparse.Namespace) -> int:
     """Evaluate a segmenter (and --compare) and print the mIoU / mAcc table."""
-    split = args.split or "val"
+    split = args.split
     try:
         runs = [(args.compare, evaluate_segmentation(args.compare, args.data, split, args.batch_size))] \
             if args.compare else []

@@ -12,7 +12,7 @@ from training.segmentation.data import is_seg_dataset, read_seg_split
 from training.segmentation.evaluate import report
 from training.segmentation.model import LTSegmenter
 from training.segmentation.synthetic import make_seg_lt
-from training.tasks import SyntheticSet, Task
+from training.tasks import SyntheticSet, Task, dataset_folder
 
 
 def _build(arch: dict) -> LTSegmenter:
@@ -20,7 +20,7 @@ def _build(arch: dict) -> LTSegmenter:
 
 
 def _export_images(data: str | None, split: str, provenance: dict) -> list[str]:
-    return read_seg_split(data or provenance.get("dataset"), split).images
+    return read_seg_split(dataset_folder(data, provenance), split).images
 
 
 def _make(out: str, a: argparse.Namespace) -> dict:
