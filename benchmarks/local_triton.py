@@ -91,11 +91,13 @@ class LocalTriton:
         server, env = self._prepare()
         self.http_port, self.grpc_port, self.metrics_port = _free_port(), _free_port(), _free_port()
         self.log_path = os.path.join(self.workdir, "tritonserver.log")
+        # An open client connection counts as in flight, and at shutdown the server waits --exit-timeout-secs
+        # (30 by default) for it; a local server stopped by its owner has nothing left worth waiting for.
         cmd = [os.path.join(server, "bin", "tritonserver"), f"--model-repository={self.repo}",
                f"--backend-directory={os.path.join(server, 'backends')}", "--http-address=127.0.0.1",
                "--grpc-address=127.0.0.1", f"--http-port={self.http_port}", f"--grpc-port={self.grpc_port}",
                f"--metrics-port={self.metrics_port}", "--allow-metrics=false", "--exit-on-error=true",
-               "--strict-readiness=true"]
+               "--strict-readiness=true", "--exit-timeout-secs=3"]
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.timeout

@@ -9,8 +9,6 @@ import io
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -36,8 +34,6 @@ from training.make_data import main as make_data
 from training.train import main as train_main
 
 pytestmark = pytest.mark.slow  # every test here shares detectors trained by the module fixtures
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def val_images(data: str) -> list[str]:
@@ -100,11 +96,12 @@ def det_onnx(det_run: dict) -> str:
     sharp = str(det_run["base"] / "sharp.pt")
     save_checkpoint(sharp, ck.model, ck.description, {})
     out = str(det_run["base"] / "det.onnx")
-    r = subprocess.run([sys.executable, "export/to_onnx.py", sharp, "-o", out, "--verify-images", "6"], cwd=ROOT,
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-500:]
-    assert "unmatched 0" in r.stdout and "NonMaxSuppression 2" in r.stdout  # RPN and per-class NMS
-    assert all(size in r.stdout for size in ("64x48", "48x64", "64x32"))  # parity on non-square inputs
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        assert export_main([sharp, "-o", out, "--verify-images", "6"]) == 0
+    printed = log.getvalue()
+    assert "unmatched 0" in printed and "NonMaxSuppression 2" in printed  # RPN and per-class NMS
+    assert all(size in printed for size in ("64x48", "48x64", "64x32"))  # parity on non-square inputs
     det_run["sharp"] = sharp
     return out
 
