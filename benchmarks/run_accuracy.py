@@ -72,7 +72,7 @@ def markdown(title: str, table: dict[str, dict], seeds: int, thresholds: dict) -
 
 def plot_rho_sweep(rhos: list[float], sweep: dict, path: str) -> None:
     """Accuracy (mean and spread over seeds) of each group against rho, as a PNG."""
-    from training.core.plots import rho_curve
+    from ltdeploy.evaluation.plots import rho_curve
 
     lines = {}
     for g in GROUPS:

@@ -76,7 +76,7 @@ def export_tensor(args: argparse.Namespace, ck: Checkpoint, module, fold: str, o
                   f"{report.batch_sizes}): {diff}, {'pixel' if dense else 'top-1'} argmax agreement "
                   f"{100 * report.agreement:.4f}%")
             if not report.ok(args.tol):
-                print(f"error: parity check failed (tolerance {args.tol:g}, agreement >= "
+                print(f"error: parity check failed (tolerance {report.allowed(args.tol):.3g}, agreement >= "
                       f"{100 * report.min_agreement:g}%); nothing written", file=sys.stderr)
                 return False
         return True
@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--argmax", action="store_true", help="segmentation: output the label map, not logits")
     p.add_argument("--split", default=None, help="verification split (default: test; segmentation: val)")
     p.add_argument("--verify-images", type=int, default=256, help="images checked (0: the whole split)")
-    p.add_argument("--tol", type=float, default=1e-4, help="max abs logit difference allowed")
+    p.add_argument("--tol", type=float, default=1e-4,
+                   help="max abs logit difference allowed, relative to the largest |logit| where that is above 1")
     p.add_argument("--candidates-per-class", type=int, default=None,
                    help="detection: per-class cap on candidates before NMS (default: the checkpoint's; 0: none)")
     p.add_argument("--candidates", type=int, default=None,

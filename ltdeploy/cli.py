@@ -1,4 +1,5 @@
-"""The `ltdeploy` command line: predict, info, build and export-triton. Heavy imports stay inside the commands."""
+"""The `ltdeploy` command line: predict, info, build, export-triton, quantize and val. Heavy imports stay inside
+the commands."""
 from __future__ import annotations
 
 import json
@@ -7,7 +8,9 @@ import sys
 import click
 
 from ltdeploy.errors import LtDeployError
+from ltdeploy.evaluation.command import val
 from ltdeploy.image_header import DEFAULT_MAX_PIXELS
+from ltdeploy.quantize.command import quantize
 
 PROGRESS_FROM = 32  # images; fewer are done before a bar would say anything
 
@@ -228,6 +231,10 @@ def export_triton(engine: str, repo: str, name: str | None, max_batch: int, inst
         _fail(exc)
     click.echo(f"wrote {', '.join(models)} to {repo}; clients call {models[-1]!r} with IMAGE (encoded bytes) "
                f"and read RESULT (JSON)")
+
+
+cli.add_command(quantize)
+cli.add_command(val)
 
 
 def main() -> None:

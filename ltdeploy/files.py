@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -31,3 +32,9 @@ def atomic_path(path: str, suffix: str = ".part") -> Iterator[str]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def write_json(path: str, doc: dict) -> None:
+    """Write JSON atomically (temporary file beside it, then rename)."""
+    with atomic_path(path, suffix=".json") as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)

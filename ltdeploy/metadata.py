@@ -41,6 +41,7 @@ class ModelDescription:
     provenance: dict = field(default_factory=dict)
     class_ids: list[int] = field(default_factory=list)  # empty → 0..K-1 (detection: 1..K)
     postprocess: dict = field(default_factory=dict)  # detection: score threshold, candidate caps, NMS, masks
+    precision: dict = field(default_factory=dict)  # empty: fp32; INT8: format, method, calibration set
 
     def __post_init__(self) -> None:
         spec = task_spec(self.task)
@@ -79,7 +80,8 @@ class ModelDescription:
                 "group_thresholds": list(self.group_thresholds), "groups": self.groups,
                 "preprocess": self.preprocess.to_dict(), "input_name": self.input_name,
                 "output_names": list(self.output_names), "calibration": self.calibration,
-                "provenance": self.provenance, "postprocess": self.postprocess}
+                "provenance": self.provenance, "postprocess": self.postprocess,
+                **({"precision": self.precision} if self.precision else {})}
 
     def to_json(self) -> str:
         """Compact JSON text."""
@@ -100,7 +102,7 @@ class ModelDescription:
                                 "`python export/to_onnx.py`")
         fields = {"schema", "task", "class_names", "class_counts", "group_thresholds", "groups", "preprocess",
                   "input_name", "output_names", "calibration", "provenance"} | (set() if legacy else {"class_ids"})
-        missing, unknown = fields - data.keys(), data.keys() - fields - {"postprocess"}
+        missing, unknown = fields - data.keys(), data.keys() - fields - {"postprocess", "precision"}
         if missing or unknown:
             raise MetadataError(f"{source}: description is missing {sorted(missing)} / has unknown "
                                 f"{sorted(unknown)}")
@@ -112,7 +114,7 @@ class ModelDescription:
                        input_name=str(data["input_name"]), output_names=[str(n) for n in data["output_names"]],
                        calibration=dict(data["calibration"]), provenance=dict(data["provenance"]),
                        class_ids=[int(i) for i in data.get("class_ids", [])],
-                       postprocess=dict(data.get("postprocess", {})))
+                       postprocess=dict(data.get("postprocess", {})), precision=dict(data.get("precision", {})))
         except MetadataError as exc:
             raise MetadataError(f"{source}: {exc}") from None
         except (TypeError, ValueError, IndexError) as exc:

@@ -23,15 +23,16 @@ class TaskSpec:
     one_image_per_call: bool  # the graph takes one image at its own fitted size (no batching)
     batch_range: tuple[int, int, int]  # the default TensorRT profile (min, opt, max batch)
     postprocess: str  # module holding the task's `Postprocess`
+    evaluation: str  # module scoring an engine on a labelled split (`ltdeploy val`, calibration sets)
 
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("classification", ("many", "medium", "few"), "training images", 0, False, (1, 8, 32),
-             "ltdeploy.classify"),
+             "ltdeploy.classify", "ltdeploy.evaluation.classification"),
     TaskSpec("segmentation", ("head", "body", "tail"), "training pixels", 0, False, (1, 8, 32),
-             "ltdeploy.segment"),
+             "ltdeploy.segment", "ltdeploy.evaluation.segmentation"),
     TaskSpec("detection", ("frequent", "common", "rare"), "training images", 1, True, (1, 1, 1),
-             "ltdeploy.detect"),
+             "ltdeploy.detect", "ltdeploy.evaluation.detection"),
 )}
 
 
@@ -45,3 +46,8 @@ def task_spec(name: str) -> TaskSpec:
 def postprocess_class(name: str) -> type:
     """The task's post-processing class (imported on first use: classification never loads the mask code)."""
     return importlib.import_module(task_spec(name).postprocess).Postprocess
+
+
+def evaluation_module(name: str):
+    """The task's evaluation module (evaluate, image_classes, is_dataset, COLUMNS, DEFAULT_SPLIT)."""
+    return importlib.import_module(task_spec(name).evaluation)

@@ -24,12 +24,14 @@ classification() {  # dataset, generator args, stage-1 args
   "$LTDEPLOY" predict "$data/$first" --engine "$runs/disalign.onnx" --topk 3
 }
 
-segmentation() {  # seg-lt: per-pixel DisAlign (rho 0.3), mIoU head / body / tail, overlay and label PNGs
+segmentation() {  # seg-lt: LR-ASPP on the ImageNet-pretrained EfficientNet-Lite0 at 128 px, per-pixel DisAlign
+  # (rho 0.3), mIoU head / body / tail, overlay and label PNGs
   local data="data/seg-lt" runs="runs/seg-lt"
   "$PY" training/make_data.py seg-lt --out "$data"
-  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --epochs 40 --batch-size 16 --hflip
+  "$PY" training/train.py stage1 --data "$data" --out "$runs/stage1.pt" --backbone lraspp_lite0 --pretrained \
+      --input-size 128 --epochs 5 --lr 0.02 --batch-size 16 --hflip
   "$PY" training/train.py stage2 --checkpoint "$runs/stage1.pt" --data "$data" --out "$runs/disalign.pt" \
-      --batch-size 16 --min-steps 300
+      --batch-size 16 --min-steps 150
   "$PY" export/to_onnx.py "$runs/disalign.pt" -o "$runs/disalign.onnx" --verify-images 0
   "$PY" training/evaluate.py "$runs/disalign.onnx" --data "$data" --compare "$runs/stage1.pt" \
       --json "$runs/eval_disalign_onnx.json" | tail -n 3
@@ -39,11 +41,13 @@ segmentation() {  # seg-lt: per-pixel DisAlign (rho 0.3), mIoU head / body / tai
 
 for ds in $DATASETS; do
   echo "=== $ds"
+  start=$SECONDS
   case "$ds" in
     digits-lt) classification digits-lt "--imbalance 50" "--epochs 30" ;;
     shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 15 --hflip" ;;
     seg-lt) segmentation ;;
     *) echo "unknown dataset $ds" >&2; exit 2 ;;
   esac
+  echo "=== $ds: $((SECONDS - start)) s"
 done
 echo "=== done: models, ONNX files, evaluation JSON and segmentation PNGs under runs/"

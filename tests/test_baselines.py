@@ -76,10 +76,10 @@ def test_disalign_ablations_freeze_the_right_parameter():
 
 
 def test_class_balanced_sampling_is_balanced(digits):
+    from ltdeploy.datasets.lists import read_split
     from ltdeploy.preprocess import PreprocessConfig
     from training.classification.backbones import PREPROCESS_DEFAULTS
     from training.classification.features import Stage2Data
-    from training.classification.lists import read_split
     from training.classification.model import LTClassifier
 
     size, short, interp, mean, std = PREPROCESS_DEFAULTS["small_cnn"]

@@ -23,7 +23,7 @@ def test_predict_json_is_parseable_and_agrees_with_evaluation(models, images, di
     # the CLI agrees with the evaluation path (same preprocessing, same engine)
     from export.to_onnx import verification_batch
     from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
-    from training.classification.lists import read_split
+    from ltdeploy.datasets.lists import read_split
     backend = OnnxRuntimeBackend(str(models["folded"]))
     paths = read_split(str(digits), "test").paths
     logits = backend.run({"images": verification_batch(paths, 2, backend.description.preprocess)})

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.classification.lists import read_split
+from ltdeploy.datasets.lists import read_split
 from training.classification.synthetic import long_tail_counts
 from training.shapes import shape_classes
 

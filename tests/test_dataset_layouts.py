@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
+from ltdeploy.datasets.det_sources import resolve_det_source
+from ltdeploy.datasets.seg_folders import IGNORE, ade20k_class_names, pixel_counts, read_seg_split
 from ltdeploy.errors import DatasetError
+from ltdeploy.evaluation.lvis_ap import lvis_ap, lvis_ground_truth
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 from training.detection.data import LVISDataset
-from training.detection.lvis_eval import lvis_ap, lvis_ground_truth
 from training.detection.model import LTDetector
-from training.detection.sources import resolve_det_source
 from training.layouts import coco_ids
 from training.make_data import main as make_data
-from training.segmentation.data import IGNORE, ade20k_class_names, pixel_counts, read_seg_split
 from training.train import main as train_main
 
 

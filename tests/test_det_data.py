@@ -8,11 +8,12 @@ import os
 import numpy as np
 import pytest
 
+from ltdeploy.datasets.det_sources import lvis_frequency as frequency_group
+from ltdeploy.datasets.det_sources import resolve_det_source
+from ltdeploy.evaluation.lvis_ap import lvis_ap
 from ltdeploy.preprocess import PreprocessConfig
 from training.detection.data import LVISDataset, RepeatFactorSampler, decode_mask, hflip, repeat_factors
-from training.detection.lvis_eval import lvis_ap, pairwise_bias
-from training.detection.sources import lvis_frequency as frequency_group
-from training.detection.sources import resolve_det_source
+from training.detection.pcb import pairwise_bias
 from training.detection.synthetic import image_counts
 from training.make_data import main as make_data
 

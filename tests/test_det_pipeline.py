@@ -22,6 +22,7 @@ from export.det_export import match_detections
 from export.to_onnx import main as export_main
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.cli import cli
+from ltdeploy.datasets.det_sources import resolve_det_source
 from ltdeploy.detect import select, to_image
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
@@ -29,7 +30,6 @@ from training.core.checkpoint import read_checkpoint, save_checkpoint
 from training.detection.data import LVISDataset
 from training.detection.engine import detect
 from training.detection.evaluate import evaluate_detection, onnx_detections
-from training.detection.sources import resolve_det_source
 from training.make_data import main as make_data
 from training.train import main as train_main
 

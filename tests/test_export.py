@@ -6,9 +6,9 @@ import torch
 from export.to_onnx import main as export_main
 from export.to_onnx import verification_batch
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
+from ltdeploy.datasets.lists import read_split
 from ltdeploy.graph_check import trt_blockers
 from training import load_checkpoint, read_checkpoint
-from training.classification.lists import read_split
 
 
 def test_load_checkpoint_api(models, digits):

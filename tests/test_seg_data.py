@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from ltdeploy.datasets.seg_folders import IGNORE, pixel_counts, read_label_map, read_seg_split
 from ltdeploy.errors import DatasetError
-from training.segmentation.data import IGNORE, pixel_counts, read_label_map, read_seg_split
 
 
 @pytest.fixture(scope="module")

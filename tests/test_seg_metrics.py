@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from training.segmentation.metrics import ConfusionAccumulator, segmentation_scores, share_groups
+from ltdeploy.evaluation.seg_scores import ConfusionAccumulator, segmentation_scores, share_groups
 
 
 def test_iou_and_accuracy_by_hand():

@@ -20,8 +20,8 @@ import shutil
 import cv2
 import numpy as np
 
+from ltdeploy.datasets.seg_folders import IGNORE
 from training.detection.data import decode_mask
-from training.segmentation.data import IGNORE
 
 # COCO's 80 category ids (1..90 with gaps)
 COCO_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31,

@@ -25,6 +25,7 @@ from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
 from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 from ltdeploy.graph_check import trt_blockers
 from ltdeploy.metadata import ModelDescription, description_from_metadata
+from ltdeploy.onnx_files import load_onnx
 from ltdeploy.tasks import task_spec
 
 
@@ -52,14 +53,7 @@ class BatchRange:
 
 def read_onnx_description(path: str) -> ModelDescription:
     """The ltdeploy description in an ONNX file's metadata (without loading the weights)."""
-    try:
-        import onnx
-    except ImportError:
-        raise EngineError("building needs the onnx package: pip install 'ltdeploy[build]'") from None
-    try:
-        model = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # DecodeError and friends
-        raise EngineError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    model = load_onnx(path, weights=False)
     description = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
     blockers = trt_blockers(model)
     if blockers:

@@ -14,10 +14,9 @@ timm's same-padding shape arithmetic). Both were tried on our exports; see the i
 """
 from __future__ import annotations
 
-import os
-
 from ltdeploy.errors import EngineError
 from ltdeploy.files import atomic_path
+from ltdeploy.onnx_files import load_onnx
 
 FP16_SCOPES = ("/backbone/", "/body/")
 # Ops whose float inputs all share one type T, so converting every float input of the node is valid.
@@ -168,12 +167,7 @@ def convert_to_fp16(src: str, dst: str, scopes: tuple[str, ...] = FP16_SCOPES) -
     """Write `dst`: `src` with its feature extractor in fp16, fp32 inputs, outputs, heads and post-processing;
     the model's description travels along in the metadata. Returns node and cast counts."""
     onnx, _ = _import_onnx()
-    if not os.path.isfile(src):
-        raise EngineError(f"{src}: no such ONNX file")
-    try:
-        model = onnx.load(src)
-    except Exception as exc:  # onnx raises DecodeError / OSError variants
-        raise EngineError(f"{src}: not a readable ONNX file ({type(exc).__name__})") from None
+    model = load_onnx(src)
     try:
         counts = convert_model(model, scopes)
     except EngineError as exc:

@@ -7,9 +7,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
+from ltdeploy.datasets.lists import Split
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-from training.classification.lists import Split
 
 PRELOAD_LIMIT_BYTES = 2 << 30  # sets smaller than this are decoded once and kept in memory
 

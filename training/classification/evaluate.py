@@ -9,35 +9,36 @@ import sys
 
 import numpy as np
 
+from ltdeploy.datasets.lists import read_split
 from ltdeploy.errors import LtDeployError
-from training.classification.data import make_loader
-from training.classification.lists import read_split
-from training.classification.metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
-from training.core.reports import model_name, write_json
+from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
+from ltdeploy.files import write_json
+from training.core.reports import model_name
 
 
 def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
     """Logits (N, K), labels (N,), the description and, for a DisAlign checkpoint, sigma(x) (N,)."""
-    import torch
-
     if model_path.endswith(".onnx"):
+        from ltdeploy.evaluation.classification import engine_logits
         from ltdeploy.predictor import Predictor
         predictor = Predictor(model_path)
-        desc, calibrator = predictor.description, None
+        desc = predictor.description
+        data = read_split(data_dir, split, num_classes=desc.num_classes)
+        return {"logits": engine_logits(predictor, data.paths, batch_size), "labels": data.labels,
+                "description": desc, "sigma": None}
+    import torch
 
-        def run(x: torch.Tensor) -> tuple[np.ndarray, None]:
-            return predictor.logits(x.numpy()), None
-    else:
-        from training.core.checkpoint import read_checkpoint
-        ck = read_checkpoint(model_path)
-        desc, model = ck.description, ck.model
-        calibrator = model.calibrator if hasattr(model.calibrator, "sigma") else None
+    from training.classification.data import make_loader
+    from training.core.checkpoint import read_checkpoint
+    ck = read_checkpoint(model_path)
+    desc, model = ck.description, ck.model
+    calibrator = model.calibrator if hasattr(model.calibrator, "sigma") else None
 
-        def run(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
-            with torch.no_grad():
-                feat = model.forward_features(x)
-                sig = calibrator.sigma(feat)[:, 0].numpy() if calibrator is not None else None
-                return model.forward_head(feat).numpy(), sig
+    def run(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        with torch.no_grad():
+            feat = model.forward_features(x)
+            sig = calibrator.sigma(feat)[:, 0].numpy() if calibrator is not None else None
+            return model.forward_head(feat).numpy(), sig
     data = read_split(data_dir, split, num_classes=desc.num_classes)
     outs = [run(x) for x, _ in make_loader(data, desc.preprocess, batch_size, shuffle=False, desc=split)]
     sigma = np.concatenate([s for _, s in outs]) if calibrator is not None else None
@@ -47,7 +48,7 @@ def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -
 
 def write_plots(folder: str, name: str, out: dict, acc: dict, compare: dict | None) -> list[str]:
     """Per-class accuracy vs training count (against --compare when given), confusion, sigma(x)."""
-    from training.core import plots
+    from ltdeploy.evaluation import plots
 
     desc = out["description"]
     curves = {}

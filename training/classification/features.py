@@ -16,10 +16,10 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from ltdeploy.datasets.lists import Split, find_list, read_split
 from ltdeploy.files import atomic_path
 from ltdeploy.preprocess import PreprocessConfig
 from training.classification.data import make_loader
-from training.classification.lists import Split, find_list, read_split
 from training.classification.model import LTClassifier
 from training.config import TrainConfig
 from training.core.loops import augment, extract_features

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.classification.lists import write_split
+from ltdeploy.datasets.lists import write_split
 from training.shapes import render_shape, shape_classes
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from ltdeploy.datasets.lists import read_split
 from training.classification import train
 from training.classification.backbones import BACKBONES
 from training.classification.evaluate import report
-from training.classification.lists import read_split
 from training.classification.model import LTClassifier
 from training.classification.synthetic import make_digits_lt, make_shapes_lt
 from training.config import TaskDefaults

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from ltdeploy.datasets.lists import read_split
+from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.classification.backbones import PREPROCESS_DEFAULTS
 from training.classification.data import make_loader
 from training.classification.features import Stage2Data
-from training.classification.lists import read_split
-from training.classification.metrics import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from training.classification.model import LTClassifier
 from training.config import Stage1Config, Stage2Config
 from training.core.checkpoint import Checkpoint

@@ -9,10 +9,10 @@ import torch
 from faster_coco_eval.core import mask as mask_utils
 from torch.utils.data import Dataset, Sampler
 
+from ltdeploy.datasets.det_sources import DetSource
 from ltdeploy.errors import DatasetError, ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
-from training.detection.sources import DetSource
 
 
 def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:

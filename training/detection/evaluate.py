@@ -9,12 +9,14 @@ import argparse
 import os
 import sys
 
+from ltdeploy.datasets.det_sources import DetSource, resolve_det_source
 from ltdeploy.errors import LtDeployError
+from ltdeploy.evaluation.detection import PREDICTOR_OPTIONS, check_categories, engine_detections
+from ltdeploy.evaluation.lvis_ap import lvis_ap, lvis_ground_truth
+from ltdeploy.files import write_json
 from ltdeploy.metadata import ModelDescription
-from training.core.reports import write_json
 from training.detection.data import LVISDataset
-from training.detection.lvis_eval import MAX_DETS, SCORE_THRESHOLD, lvis_ap, lvis_ground_truth, pairwise_bias
-from training.detection.sources import DetSource, resolve_det_source
+from training.detection.pcb import pairwise_bias
 
 DET_HEADER = "model                          AP   AP50   AP75    APr    APc    APf    PwB"
 
@@ -24,26 +26,18 @@ def onnx_detections(path: str, dataset: LVISDataset) -> list[dict]:
     which the model's description carries)."""
     from ltdeploy.predictor import Predictor
 
-    predictor = Predictor(path, score_threshold=SCORE_THRESHOLD, max_detections=MAX_DETS)
-    results = []
-    for info, res in zip(dataset.images, predictor.predict(dataset.image_paths())):
-        if not hasattr(res, "objects"):
-            raise ValueError(f"{res.path}: {getattr(res, 'error', 'not a detection result')}")
-        results += res.to_coco(info["id"])
-    return results
+    return engine_detections(Predictor(path, **PREDICTOR_OPTIONS), dataset.images, dataset.image_paths())
 
 
 def ground_truth(dataset: LVISDataset, desc: ModelDescription):
     """The split's ground truth for LVIS-mode AP (frequencies from the model's training image counts)."""
-    check_categories(dataset, desc)
+    check_dataset(dataset, desc)
     return lvis_ground_truth(dataset.data, dict(zip(desc.class_ids, desc.class_counts)))
 
 
-def check_categories(dataset: LVISDataset, desc: ModelDescription) -> None:
+def check_dataset(dataset: LVISDataset, desc: ModelDescription) -> None:
     """The split must hold the model's categories, with the same ids."""
-    if dataset.class_ids != list(desc.class_ids):
-        raise ValueError(f"{dataset.source.annotation_file(dataset.split)}: its {len(dataset.class_ids)} category "
-                         f"ids differ from the model's {desc.num_classes}")
+    check_categories(dataset.class_ids, desc, dataset.source.annotation_file(dataset.split))
 
 
 def evaluate_detection(model_path: str, source: DetSource | str, split: str = "val") -> dict:

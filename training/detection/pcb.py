@@ -1,6 +1,7 @@
 """PCB (docs/method.md §5): a running foreground confusion matrix, soft targets from it, and the per-pass loss."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -71,3 +72,9 @@ def pcb_pass_loss(logits: torch.Tensor, labels: torch.Tensor, confusion: Confusi
     soft[pos, 1:] = confusion.soft_targets(labels[pos] - 1)
     soft_ce = -(soft * F.log_softmax(logits, 1)).sum(1)
     return torch.where(pos, (1 - a_r) * ce + a_r * soft_ce, ce).mean()
+
+
+def pairwise_bias(confusion: np.ndarray) -> float:
+    """PwB(M) = ||M - M^T||_F (PCB's measure of asymmetric confusion; lower is better)."""
+    m = np.asarray(confusion, np.float64)
+    return float(np.linalg.norm(m - m.T))

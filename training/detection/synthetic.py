@@ -19,8 +19,8 @@ import numpy as np
 from faster_coco_eval.core import mask as mask_utils
 from tqdm import tqdm
 
+from ltdeploy.datasets.det_sources import lvis_frequency
 from training.detection.data import decode_mask
-from training.detection.sources import lvis_frequency
 from training.segmentation.synthetic import latin_objects
 from training.shapes import COLOURS, shape_mask
 

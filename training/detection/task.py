@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ltdeploy.datasets.det_sources import DetSource, is_det_dataset, resolve_det_source
 from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import TaskDefaults
@@ -11,7 +12,6 @@ from training.detection import train
 from training.detection.data import LVISDataset
 from training.detection.evaluate import report
 from training.detection.model import DET_BODIES, LTDetector
-from training.detection.sources import DetSource, is_det_dataset, resolve_det_source
 from training.detection.synthetic import make_det_lt
 from training.layouts import write_coco_layout, write_lvis_layout
 from training.tasks import SyntheticSet, Task

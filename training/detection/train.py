@@ -7,6 +7,8 @@ import dataclasses
 import torch
 import torch.distributed as dist
 
+from ltdeploy.datasets.det_sources import DetSource, resolve_det_source
+from ltdeploy.files import write_json
 from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import Stage1Config, Stage2Config, as_record
@@ -14,13 +16,11 @@ from training.core.checkpoint import Checkpoint, save_checkpoint
 from training.core.grw import grw_weights
 from training.core.methods import DET_METHODS, build_calibrator
 from training.core.provenance import provenance
-from training.core.reports import write_json
 from training.core.stage2 import Stage2Job, stage1_sha
 from training.detection.data import LVISDataset
 from training.detection.engine import init_distributed, train_detector
-from training.detection.evaluate import check_categories, print_det_table, score_detector
+from training.detection.evaluate import check_dataset, print_det_table, score_detector
 from training.detection.model import DET_SIZES, LTDetector
-from training.detection.sources import DetSource, resolve_det_source
 
 LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10)
 
@@ -113,7 +113,7 @@ def stage2_job(ck: Checkpoint, cfg: Stage2Config) -> Stage2Job:
     model, desc = ck.model, ck.description
     source = resolve_det_source(cfg.data, cfg.train_ann, cfg.val_ann, cfg.images)
     train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False))
-    check_categories(train, desc)
+    check_dataset(train, desc)
     val = val_split(cfg, source, desc.preprocess)
     counts = train.instance_counts()
     model.calibrator = build_calibrator(cfg.method, model.feat_dim, len(counts), DET_METHODS)

@@ -10,10 +10,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from ltdeploy.datasets.seg_folders import IGNORE
 from training.config import TrainConfig
 from training.core.grw import GRWLoss
 from training.core.loops import fit_on_features, train_epochs
-from training.segmentation.data import IGNORE
 from training.segmentation.model import LTSegmenter, upsample
 
 FEATURE_CACHE_LIMIT_BYTES = 4 << 30  # decoder features of the training split kept in memory up to this

@@ -8,22 +8,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
-from ltdeploy.errors import DatasetError, LtDeployError
-from ltdeploy.image_io import read_image
+from ltdeploy.datasets.seg_folders import SegSplit, read_seg_split
+from ltdeploy.errors import LtDeployError
+from ltdeploy.evaluation.seg_scores import segmentation_scores
+from ltdeploy.evaluation.segmentation import LabelFn, engine_labels
+from ltdeploy.evaluation.segmentation import seg_confusion as confusion
+from ltdeploy.files import write_json
 from ltdeploy.metadata import ModelDescription
-from ltdeploy.preprocess import preprocess_image
-from ltdeploy.segment import label_maps
-from training.core.reports import model_name, write_json
-from training.segmentation.data import SegSplit, read_seg_split
-from training.segmentation.metrics import ConfusionAccumulator, segmentation_scores
+from training.core.reports import model_name
 
-LabelFn = Callable[[np.ndarray], np.ndarray]  # preprocessed batch (N, 3, H, W) → label maps (N, H, W)
 SEG_HEADER = f"{'model':<28} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}   {'mAcc':>6} {'head':>6} " \
              f"{'body':>6} {'tail':>6}"
 
@@ -31,13 +28,9 @@ SEG_HEADER = f"{'model':<28} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}   {
 def seg_label_fn(model_path: str) -> tuple[ModelDescription, LabelFn]:
     """The description and a batch → label-map function for a checkpoint (.pt) or an ONNX file."""
     if model_path.endswith(".onnx"):
-        from ltdeploy.backends import load_backend
-        backend = load_backend(model_path)
-        desc = backend.description
-
-        def run(x: np.ndarray) -> np.ndarray:
-            return label_maps(backend.run({desc.input_name: x}), desc.output_names[0])
-        return desc, run
+        from ltdeploy.predictor import Predictor
+        predictor = Predictor(model_path)
+        return predictor.description, engine_labels(predictor)
     import torch
 
     from training.core.checkpoint import read_checkpoint
@@ -51,23 +44,9 @@ def seg_label_fn(model_path: str) -> tuple[ModelDescription, LabelFn]:
 
 def seg_confusion(run: LabelFn, split: SegSplit, desc: ModelDescription, batch_size: int = 16,
                   name: str = "eval") -> np.ndarray:
-    """K x K pixel confusion of a model over a split, at each label map's own size."""
-    acc = ConfusionAccumulator(desc.num_classes)
-
-    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
-        rgb, lab = read_image(split.images[i]), split.read_labels(i)
-        if lab.shape != rgb.shape[:2]:
-            raise DatasetError(f"{split.labels[i]}: label map is {lab.shape[1]}x{lab.shape[0]}, its image "
-                               f"{rgb.shape[1]}x{rgb.shape[0]}")
-        return preprocess_image(rgb, desc.preprocess), lab
-    with ThreadPoolExecutor(2) as pool:
-        for start in tqdm(range(0, len(split.images), batch_size), desc=name, unit="batch", leave=False):
-            pairs = list(pool.map(load, range(start, min(start + batch_size, len(split.images)))))
-            pred = run(np.stack([x for x, _ in pairs]))
-            for p, (_, lab) in zip(pred, pairs):
-                labels = p.astype(np.uint8 if desc.num_classes <= 256 else np.uint16)
-                acc.update(desc.preprocess.geometry(*lab.shape).labels_to_image(labels), lab)
-    return acc.matrix
+    """The runtime's pixel confusion (ltdeploy.evaluation.segmentation), with a progress bar."""
+    with tqdm(total=len(split.images), desc=name, unit="img", leave=False) as bar:
+        return confusion(run, split, desc, batch_size, bar.update)
 
 
 def evaluate_segmentation(model_path: str, data_dir: str, split: str = "val", batch_size: int = 16) -> dict:
@@ -117,7 +96,7 @@ def report(args: argparse.Namespace) -> int:
                               for _, r in runs)
             print(f"  {name:<24} share {n / total:8.4%}  {g:<5} IoU {cells}")
     if args.plots:
-        from training.core import plots
+        from ltdeploy.evaluation import plots
         name = model_name(args.model)
         curves = {model_name(path): r["per_class_iou"] for path, r in runs}
         for path in (plots.per_class_accuracy(curves, desc.class_counts, (above, below),

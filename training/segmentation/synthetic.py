@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from training.segmentation.data import IGNORE
+from ltdeploy.datasets.seg_folders import IGNORE
 from training.shapes import COLOURS, SHAPES, shape_mask
 
 STUFF = ("sky", "ground", "wall")

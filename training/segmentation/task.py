@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import argparse
 
+from ltdeploy.datasets.seg_folders import is_seg_dataset, read_seg_split
 from training.config import TaskDefaults
 from training.core.methods import SEG_METHODS
 from training.layouts import write_ade20k_layout
 from training.segmentation import train
 from training.segmentation.bodies import SEG_BODIES
-from training.segmentation.data import is_seg_dataset, read_seg_split
 from training.segmentation.evaluate import report
 from training.segmentation.model import LTSegmenter
 from training.segmentation.synthetic import make_seg_lt

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ltdeploy.datasets.seg_folders import pixel_counts, read_seg_split
+from ltdeploy.evaluation.seg_scores import segmentation_scores
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import Stage1Config, Stage2Config
@@ -13,10 +15,9 @@ from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
 from training.segmentation.bodies import SEG_PREPROCESS
-from training.segmentation.data import make_seg_loader, pixel_counts, read_seg_split
+from training.segmentation.data import make_seg_loader
 from training.segmentation.engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
 from training.segmentation.evaluate import SEG_HEADER, format_seg_scores, seg_confusion
-from training.segmentation.metrics import segmentation_scores
 from training.segmentation.model import LTSegmenter
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltdeploy.datasets.seg_folders import IGNORE
 from ltdeploy.metadata import NEUTRAL_GROUPS, frequency_group, share_thresholds
 from ltdeploy.tasks import task_spec
-from training.segmentation.data import IGNORE
 
 SHARE_THRESHOLDS = (0.01, 0.001)  # head above, tail below
 

@@ -41,6 +41,19 @@ def find_list(root: str, split: str) -> str:
     return found[0]
 
 
+def is_list_dataset(root: str | None) -> bool:
+    """True for a folder holding a train, val or test list."""
+    if not root or not os.path.isdir(root):
+        return False
+    for split in ("train", "val", "test"):
+        try:
+            find_list(root, split)
+            return True
+        except FileNotFoundError:
+            continue
+    return False
+
+
 def read_class_names(root: str, num_classes: int) -> list[str]:
     """Names from `root/classes.txt` (one per line, line i = label i), else `class_<i>`."""
     path = os.path.join(root, "classes.txt")

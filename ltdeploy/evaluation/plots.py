@@ -6,18 +6,24 @@ import os
 
 import numpy as np
 
+from ltdeploy.errors import LtDeployError
+from ltdeploy.files import atomic_path
+
 
 def _pyplot():
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        raise LtDeployError("plots need matplotlib: pip install 'ltdeploy[eval]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
 
 
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120)
     _pyplot().close(fig)
     return path
 
@@ -107,3 +113,41 @@ def rho_curve(rhos: list[float], rows: dict[str, tuple[list[float], list[float]]
     ax.set_title("DisAlign against the generalized re-weighting scale")
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def per_class_change(runs: list, folder: str) -> str:
+    """Each engine's per-class change against the first engine (points, y) over the class's training count
+    (x, log), coloured by frequency group: where compression or calibration costs the rare classes. With one
+    engine, its per-class values instead."""
+    plt = _pyplot()
+    base = runs[0][1]
+    desc = base.description
+    scale = 1.0 if base.percent else 100.0
+    counts = np.asarray(desc.class_counts, np.float64)
+    groups = np.asarray(desc.groups)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    others = runs[1:] or runs[:1]
+    markers = "osD^v<>"
+    for j, (name, s) in enumerate(others):
+        vals = np.array([np.nan if v is None else v for v in s.per_class], np.float64) * scale
+        ref = np.array([np.nan if v is None else v for v in base.per_class], np.float64) * scale
+        y = vals - ref if runs[1:] else vals
+        for g, colour in zip(desc.group_names, ("tab:blue", "tab:orange", "tab:red")):
+            sel = (groups == g) & ~np.isnan(y)
+            ax.scatter(counts[sel], y[sel], s=18, marker=markers[j % len(markers)], color=colour, alpha=0.8,
+                       label=f"{name}: {g}")
+    ax.set_xscale("log")
+    if runs[1:]:
+        ax.axhline(0, color="0.4", lw=0.8)
+    ax.set_xlabel(f"training count per class ({task_unit(desc.task)})")
+    label = f"{base.per_class_metric} (%)"
+    ax.set_ylabel(f"change in {label} vs {runs[0][0]}" if runs[1:] else label)
+    ax.set_title(f"{base.split}: per-class {base.per_class_metric}" + (" change" if runs[1:] else ""))
+    ax.legend(fontsize=7, ncol=2)
+    return _save(fig, os.path.join(folder, "per_class_change.png"))
+
+
+def task_unit(task: str) -> str:
+    """What a task's class counts count."""
+    from ltdeploy.tasks import task_spec
+    return task_spec(task).count_unit
