@@ -45,9 +45,20 @@ def description_lines(engine: str, provider: str, desc: ModelDescription, build=
         f"outputs:       {', '.join(desc.output_names)}",
         *([f"postprocess:   {_postprocess_text(desc.postprocess)}"] if desc.postprocess else []),
         f"calibration:   {json.dumps(desc.calibration)}",
+        f"precision:     {_precision_text(desc.precision)}",
         f"provenance:    {json.dumps(desc.provenance)}",
     ]
     if build:
         lines.append("profiles:      " + "; ".join(", ".join(f"{n} {s[0]}..{s[2]}" for n, s in p.items())
                                                    for p in build.profiles))
     return lines
+
+
+def _precision_text(p: dict) -> str:
+    """'fp32', or the INT8 record in a line: format, method, scope and the calibration set."""
+    if not p:
+        return "fp32"
+    cal = p.get("calibration", {})
+    return (f"{p.get('weights')} weights / {p.get('activations')} activations ({p.get('format')}, {p.get('method')}, "
+            f"scope {p.get('scope')}); calibrated on {cal.get('images')} images, {cal.get('sampling')} from "
+            f"{cal.get('source')}")

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 
 
+SEG_CLASSES = 10
 FAKES = ROOT / "tests" / "fakes"
 FAKE_PATHS = [str(FAKES), str(FAKES / "cpu_cuda")]  # fake tensorrt, and cuda-bindings on host memory
 
@@ -90,3 +91,24 @@ def images(digits, tmp_path_factory):
     (d / "cut.jpg").write_bytes(jpg.tobytes()[: len(jpg) // 2])
     (d / "text.png").write_text("not an image")
     return {"good": good, "labels": labels, "dir": d}
+
+
+@pytest.fixture(scope="session")
+def seg_runs(tmp_path_factory):
+    """A 2-epoch seg-lt segmenter, its per-pixel DisAlign, and its logits and label-map ONNX exports."""
+    from export.to_onnx import main as export
+    from training.segmentation.synthetic import make_seg_lt
+    from training.train import main as train
+
+    root = tmp_path_factory.mktemp("seg")
+    data, runs = root / "seg-lt", root / "runs"
+    make_seg_lt(str(data), num_classes=SEG_CLASSES, n_train=32, n_val=8, imbalance=20)
+    paths = {k: runs / v for k, v in {"stage1": "stage1.pt", "disalign": "disalign.pt", "onnx": "disalign.onnx",
+                                     "labels": "labels.onnx"}.items()}
+    assert train(["stage1", "--data", str(data), "--out", str(paths["stage1"]), "--epochs", "2",
+                  "--batch-size", "8", "--hflip"]) == 0
+    assert train(["stage2", "--checkpoint", str(paths["stage1"]), "--data", str(data), "--out",
+                  str(paths["disalign"]), "--min-steps", "30", "--batch-size", "8"]) == 0
+    assert export([str(paths["disalign"]), "-o", str(paths["onnx"])]) == 0
+    assert export([str(paths["disalign"]), "-o", str(paths["labels"]), "--argmax"]) == 0
+    return data, paths

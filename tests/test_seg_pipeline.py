@@ -7,29 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import SEG_CLASSES as CLASSES
 from tests.conftest import ltdeploy_cli
-
-CLASSES = 10
-
-
-@pytest.fixture(scope="module")
-def seg_runs(tmp_path_factory):
-    from export.to_onnx import main as export
-    from training.segmentation.synthetic import make_seg_lt
-    from training.train import main as train
-
-    root = tmp_path_factory.mktemp("seg")
-    data, runs = root / "seg-lt", root / "runs"
-    make_seg_lt(str(data), num_classes=CLASSES, n_train=32, n_val=8, imbalance=20)
-    paths = {k: runs / v for k, v in {"stage1": "stage1.pt", "disalign": "disalign.pt", "onnx": "disalign.onnx",
-                                     "labels": "labels.onnx"}.items()}
-    assert train(["stage1", "--data", str(data), "--out", str(paths["stage1"]), "--epochs", "2",
-                  "--batch-size", "8", "--hflip"]) == 0
-    assert train(["stage2", "--checkpoint", str(paths["stage1"]), "--data", str(data), "--out",
-                  str(paths["disalign"]), "--min-steps", "30", "--batch-size", "8"]) == 0
-    assert export([str(paths["disalign"]), "-o", str(paths["onnx"])]) == 0
-    assert export([str(paths["disalign"]), "-o", str(paths["labels"]), "--argmax"]) == 0
-    return data, paths
 
 
 def test_checkpoint_and_onnx_evaluate_to_the_same_miou(seg_runs, tmp_path):

@@ -5,6 +5,9 @@ Written for the TensorRT 10.x and 11.x Python APIs:
 - fp16 goes into the ONNX first (`ltdeploy.gpu.fp16`: feature extractor fp16, heads and calibration fp32);
   on 11 every network is strongly typed, on 10 the STRONGLY_TYPED flag asks for the same behaviour,
   so one plan has the same precision on both, and no deprecated FP16 builder flag is used;
+- INT8 comes as a QDQ ONNX (`ltdeploy quantize`): TensorRT's explicit quantization reads the precision from
+  the Q/DQ nodes; it needs STRONGLY_TYPED on 10 (always on in 11) and no INT8 flag (deprecated in 10, gone
+  in 11), and it is never combined with the fp16 conversion;
 - one optimization profile per requested batch range; `build_serialized_network` returns None on failure;
 - the bundled plugins are registered before parsing (RoiAlign imports as the ROIAlign_TRT plugin);
 - TF32 is cleared: TensorRT turns it on by default, and a plan called fp32 (or the fp32 heads of an fp16
@@ -53,13 +56,18 @@ class BatchRange:
 
 def read_onnx_description(path: str) -> ModelDescription:
     """The ltdeploy description in an ONNX file's metadata (without loading the weights)."""
+    return _read_onnx(path)[0]
+
+
+def _read_onnx(path: str) -> tuple[ModelDescription, bool]:
+    """(description, whether the graph is explicitly quantized) of a buildable ONNX file."""
     model = load_onnx(path, weights=False)
     description = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
     blockers = trt_blockers(model)
     if blockers:
         raise EngineError(f"{path}: TensorRT cannot build this graph ({'; '.join(blockers)[:300]}); re-export it "
                           "with this ltdeploy (masks leave the graph per box)")
-    return description
+    return description, any(n.op_type == "QuantizeLinear" for n in model.graph.node)
 
 
 def _profiles(builder, config, network, ranges: list[BatchRange],
@@ -121,7 +129,9 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
 
     if not os.path.isfile(onnx_path):
         raise EngineError(f"{onnx_path}: no such ONNX file")
-    description = read_onnx_description(onnx_path)
+    description, int8 = _read_onnx(onnx_path)
+    if int8 and fp16:
+        raise EngineError(f"{onnx_path}: an INT8 (QDQ) model; build it without --fp16")
     trt = import_tensorrt("ltdeploy build")
     gpu = current_gpu(gpu_index)
     ranges = ranges or [BatchRange(*task_spec(description.task).batch_range)]
@@ -133,7 +143,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
             source = os.path.join(tmp, "model.fp16.onnx")
             convert_to_fp16(onnx_path, source)
         flags = 0
-        if tensorrt_major(trt) == 10 and fp16:
+        if tensorrt_major(trt) == 10 and (fp16 or int8):
             flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
         register_plugins(trt, logger)
         builder = trt.Builder(logger)
@@ -155,7 +165,7 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
     with atomic_path(plan_path) as tmp, open(tmp, "wb") as f:
         f.write(memoryview(serialized))
     info = BuildInfo(tensorrt_version=trt.__version__, gpu_name=gpu.name, compute_capability=gpu.compute_capability,
-                     precision="fp16" if fp16 else "fp32", profiles=profiles, tensors=tensors,
+                     precision="int8" if int8 else "fp16" if fp16 else "fp32", profiles=profiles, tensors=tensors,
                      onnx_sha256=file_sha256(onnx_path), plan_sha256=file_sha256(plan_path),
                      cuda_runtime=gpu.cuda_runtime, driver=gpu.driver,
                      extra={"tf32": False, "strongly_typed": bool(flags) or tensorrt_major(trt) >= 11})

@@ -83,7 +83,7 @@ class BuildInfo:
     tensorrt_version: str
     gpu_name: str
     compute_capability: str  # "8.9"
-    precision: str  # "fp32" | "fp16"
+    precision: str  # "fp32" | "fp16" | "int8"
     profiles: list[dict[str, list[list[int]]]]  # per profile: input name -> [min, opt, max] shapes
     tensors: list[TensorSpec]
     onnx_sha256: str

@@ -21,12 +21,16 @@ def _list_sha(paths: list[str], root: str) -> str:
 
 def _dataset_images(folder: str, desc: ModelDescription, split: str) -> tuple[list[str], list[set[int]]] | None:
     """(images, classes shown in each) when `folder` is a dataset of the model's task; None for a plain folder."""
-    from ltdeploy.tasks import evaluation_module
+    from ltdeploy.tasks import TASKS, evaluation_module
 
     module = evaluation_module(desc.task)
-    if not module.is_dataset(folder):
-        return None
-    return module.image_classes(folder, split, desc.num_classes)
+    if module.is_dataset(folder):
+        return module.image_classes(folder, split, desc.num_classes)
+    for other in TASKS:
+        if other != desc.task and evaluation_module(other).is_dataset(folder):
+            raise DatasetError(f"{folder}: a {other} dataset, but the model is a {desc.task} model; calibrate on "
+                               f"its own kind of data or on a plain folder of images")
+    return None
 
 
 def calibration_set(folder: str, desc: ModelDescription, split: str, n: int, sampling: str,
