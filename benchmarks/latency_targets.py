@@ -47,9 +47,17 @@ def engine_target(path: str, threads: int, spinning: bool, device: str = "auto")
         return predictor.predict_arrays([str(i) for i in range(len(images))], images)
 
     return Target(path, lambda x: backend.run({name: x})[out], desc.preprocess.shape_range()[1], backend.provider,
-                  preprocess=desc.preprocess, task=desc.task, precision=build.precision if build else "fp32",
+                  preprocess=desc.preprocess, task=desc.task, precision=engine_precision(desc, build),
                   gpu=(lambda x: gpu_time({name: x})) if gpu_time else None, e2e=e2e,
                   plan=path if build else None, input_name=name)
+
+
+def engine_precision(desc, build) -> str:
+    """fp32 / fp16 / int8: a plan's build record, else the ONNX description's precision record (an fp16 ONNX
+    written by `ltdeploy build --fp16 -o x.onnx` carries none and reads fp32 here)."""
+    if build is not None:
+        return build.precision
+    return desc.precision.get("weights", "fp32")
 
 
 def torch_target(path: str, threads: int) -> Target:

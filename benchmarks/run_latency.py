@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime
     env = {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
            "cpus": os.cpu_count(), "threads": args.threads, "onnxruntime": onnxruntime.__version__,
-           "precision": "fp32", "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
+           "ort_spinning": args.spin, "rounds": args.rounds, "runs_per_round": args.runs,
            "warmup": args.warmup, "input_size": list(targets[0].input_size),
            "inputs": f"{len(images)} images" if images else "random", **gpu_environment(targets)}
     rows = print_table(targets, batches, env, args.trtexec)

@@ -25,9 +25,11 @@ from ltdeploy.quantize import METHODS, SAMPLINGS, SCOPES
 @click.option("--scope", default="features", show_default=True, type=click.Choice(SCOPES),
               help="features: only the feature extractor is int8 (heads, calibration, softmax, NMS stay float); "
                    "all: everything the tool can quantize.")
+@click.option("--full-range", is_flag=True,
+              help="8-bit weights (default 7: ONNX Runtime's int8 kernels on AVX2 CPUs without VNNI saturate with 8).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the calibration draw.")
 def quantize(onnx_file: str, output: str, calib: str, calib_split: str, calib_images: int, calib_sampling: str,
-             method: str, scope: str, seed: int) -> None:
+             method: str, scope: str, full_range: bool, seed: int) -> None:
     """Quantize ONNX_FILE to INT8 for ONNX Runtime (CPU) and TensorRT's explicit quantization."""
     from ltdeploy.quantize.calibration_set import calibration_set
     from ltdeploy.quantize.qdq import load_model, quantize_int8
@@ -39,7 +41,7 @@ def quantize(onnx_file: str, output: str, calib: str, calib_split: str, calib_im
         paths, record = calibration_set(calib, desc, calib_split, calib_images, calib_sampling, seed)
         click.echo(f"calibrating on {len(paths)} images ({record['sampling']}, {record['source']}) with {method}",
                    err=True)
-        precision = quantize_int8(onnx_file, output, paths, record, method, scope)
+        precision = quantize_int8(onnx_file, output, paths, record, method, scope, reduce_range=not full_range)
     except (LtDeployError, ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
