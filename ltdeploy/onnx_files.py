@@ -1,9 +1,18 @@
-"""Reading ONNX graphs (the `onnx` package: the build and quantize extras) with one-line errors."""
+"""Reading ONNX graphs (the `onnx` package: the build and quantize extras) with one-line errors, and finding the
+feature extractor's compute nodes in an ltdeploy export."""
 from __future__ import annotations
 
 import os
 
 from ltdeploy.errors import EngineError
+
+FEATURE_SCOPES = ("/backbone/", "/body/")  # where an ltdeploy export puts its feature extractor
+# Ops whose float inputs all share one type T, so converting every float input of the node is valid.
+FEATURE_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSigmoid",
+                         "HardSwish", "Add", "Sub", "Mul", "GlobalAveragePool", "AveragePool", "MaxPool", "Concat",
+                         "Gemm", "MatMul", "Identity"})
+MIN_RANK = 3  # feature maps (N, C, H, W) or (N, C, L); scalars and vectors are shape arithmetic
+FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 def import_onnx(extra: str = "build"):
@@ -25,3 +34,33 @@ def load_onnx(path: str, extra: str = "build", weights: bool = True):
         return onnx.load(path, load_external_data=weights)
     except Exception as exc:  # onnx raises DecodeError / OSError variants
         raise EngineError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+
+
+def tensor_types(model) -> dict[str, tuple[int, int]]:
+    """name → (elem_type, rank) for every typed tensor of the top-level graph (after shape inference)."""
+    onnx = import_onnx()
+    inferred = onnx.shape_inference.infer_shapes(model)
+    g = inferred.graph
+    types = {}
+    for v in list(g.value_info) + list(g.input) + list(g.output):
+        t = v.type.tensor_type
+        if t.elem_type:
+            types[v.name] = (t.elem_type, len(t.shape.dim) if t.HasField("shape") else -1)
+    for init in g.initializer:
+        types[init.name] = (init.data_type, len(init.dims))
+    return types
+
+
+def feature_map_nodes(model, types: dict[str, tuple[int, int]],
+                      scopes: tuple[str, ...] = FEATURE_SCOPES) -> set[str]:
+    """Names of the feature extractor's top-level compute nodes that produce float feature maps: what runs in
+    fp16 (ltdeploy.gpu.fp16) or int8 (ltdeploy.quantize); shape arithmetic and everything outside `scopes`
+    stay as they are."""
+    chosen = set()
+    for node in model.graph.node:
+        if node.op_type not in FEATURE_OPS or not any(s in node.name for s in scopes) or not node.output:
+            continue
+        elem, rank = types.get(node.output[0], (0, -1))
+        if elem == FLOAT and rank >= MIN_RANK:
+            chosen.add(node.name)
+    return chosen

@@ -338,3 +338,26 @@ def test_nms_cap_benchmark_on_a_trained_detector(det_run: dict, tmp_path) -> Non
     assert rows["none"]["images"] == rows["2:10"]["images"] == 6
     assert rows["2:10"]["candidates_max"] <= 10 < rows["none"]["candidates_max"]
     assert 0 <= rows["2:10"]["AP"] <= 100 and rows["none"]["AP"] > 0
+
+
+def test_val_equals_evaluate_and_int8_keeps_nms_float(det_run: dict, det_onnx: str, tmp_path) -> None:
+    """`ltdeploy val` gives evaluate.py's AP on the same ONNX; the INT8 detector (feature extractor only) still
+    detects, its RoI heads, box decoding and NMS untouched."""
+    out = tmp_path / "det.int8.onnx"
+    r = CliRunner().invoke(cli, ["quantize", det_onnx, "-o", str(out), "--calib", det_run["data"], "--calib-images",
+                                 "8"])
+    assert r.exit_code == 0, r.output
+    graph = onnx.load(str(out))
+    quantized = [n.name for n in graph.graph.node if n.op_type == "QuantizeLinear"]
+    assert quantized and all("/backbone/" in n or n.startswith("images") for n in quantized), quantized[:5]
+    nms = 'op_type: "NonMaxSuppression"'  # in subgraphs too
+    assert str(graph.graph).count(nms) == str(onnx.load(det_onnx).graph).count(nms) >= 2
+    r = CliRunner().invoke(cli, ["val", "-e", det_onnx, "-e", str(out), "--data", det_run["data"], "--json",
+                                 str(tmp_path / "val.json"), "--csv", str(tmp_path / "val.csv")])
+    assert r.exit_code == 0, r.output
+    first, second = json.loads((tmp_path / "val.json").read_text())["engines"]
+    want = evaluate_detection(det_onnx, det_run["data"])
+    for k in ("AP", "AP50", "APr", "APc", "APf"):
+        assert first["columns"][k] == want["box"][k], k
+    assert first["details"]["detections"] == want["detections"] and second["details"]["detections"] > 0
+    assert len(first["per_class"]) == 8 and "APr" in r.output

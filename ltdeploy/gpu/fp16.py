@@ -16,14 +16,10 @@ from __future__ import annotations
 
 from ltdeploy.errors import EngineError
 from ltdeploy.files import atomic_path
-from ltdeploy.onnx_files import load_onnx
+from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, tensor_types
 
-FP16_SCOPES = ("/backbone/", "/body/")
-# Ops whose float inputs all share one type T, so converting every float input of the node is valid.
-FP16_OPS = frozenset({"Conv", "ConvTranspose", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "HardSigmoid",
-                      "HardSwish", "Add", "Sub", "Mul", "GlobalAveragePool", "AveragePool", "MaxPool", "Concat",
-                      "Gemm", "MatMul", "Identity"})
-MIN_RANK = 3  # feature maps (N, C, H, W) or (N, C, L); scalars and vectors are shape arithmetic
+FP16_SCOPES = FEATURE_SCOPES
+
 FLOAT, FLOAT16 = 1, 10  # onnx.TensorProto.FLOAT / FLOAT16
 
 
@@ -49,38 +45,12 @@ def _subgraph_reads(graph) -> set[str]:
     return names
 
 
-def _tensor_types(onnx, model) -> dict[str, tuple[int, int]]:
-    """name → (elem_type, rank) for every typed tensor of the top-level graph (after shape inference)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    g = inferred.graph
-    types = {}
-    for v in list(g.value_info) + list(g.input) + list(g.output):
-        t = v.type.tensor_type
-        if t.elem_type:
-            types[v.name] = (t.elem_type, len(t.shape.dim) if t.HasField("shape") else -1)
-    for init in g.initializer:
-        types[init.name] = (init.data_type, len(init.dims))
-    return types
-
-
-def fp16_nodes(model, types: dict[str, tuple[int, int]], scopes: tuple[str, ...] = FP16_SCOPES) -> set[str]:
-    """Names of the top-level nodes that will run in fp16."""
-    chosen = set()
-    for node in model.graph.node:
-        if node.op_type not in FP16_OPS or not any(s in node.name for s in scopes) or not node.output:
-            continue
-        elem, rank = types.get(node.output[0], (0, -1))
-        if elem == FLOAT and rank >= MIN_RANK:
-            chosen.add(node.name)
-    return chosen
-
-
 def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
     """Convert `model` in place; returns counts (nodes, fp16 nodes, casts inserted)."""
     onnx, numpy_helper = _import_onnx()
-    types = _tensor_types(onnx, model)
+    types = tensor_types(model)
     graph = model.graph
-    half = fp16_nodes(model, types, scopes)
+    half = feature_map_nodes(model, types, scopes)
     if not half:
         raise EngineError(f"no feature-map node under {' or '.join(scopes)}; nothing to run in fp16")
     is_float = {n for n, (e, _) in types.items() if e == FLOAT}

@@ -22,10 +22,9 @@ import numpy as np
 
 from ltdeploy.errors import EngineError
 from ltdeploy.files import atomic_path
-from ltdeploy.gpu.fp16 import FP16_SCOPES as FEATURE_SCOPES
 from ltdeploy.image_io import read_image
 from ltdeploy.metadata import METADATA_KEY, ModelDescription, description_from_metadata
-from ltdeploy.onnx_files import load_onnx
+from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, tensor_types
 from ltdeploy.preprocess import preprocess_image
 from ltdeploy.quantize import METHODS
 
@@ -51,14 +50,16 @@ def load_model(path: str):
 
 
 def quantized_nodes(model, scope: str) -> list[str] | None:
-    """Names of the top-level nodes the tool may quantize (None: every node it supports)."""
+    """Names of the top-level nodes the tool may quantize (None: every node it supports): with "features", the
+    feature extractor's feature-map compute nodes, the ones the fp16 conversion converts (never the shape
+    arithmetic a dynamic-size graph computes its padding with)."""
     if scope == "all":
         return None
-    names = [n.name for n in model.graph.node if any(s in n.name for s in FEATURE_SCOPES)]
-    if not names:
-        raise EngineError(f"no node under {' or '.join(FEATURE_SCOPES)}: nothing to quantize with scope "
-                          f"{scope!r} (try --scope all)")
-    return names
+    chosen = feature_map_nodes(model, tensor_types(model))
+    if not chosen:
+        raise EngineError(f"no feature-map node under {' or '.join(FEATURE_SCOPES)}: nothing to quantize with "
+                          f"scope {scope!r} (try --scope all)")
+    return [n.name for n in model.graph.node if n.name in chosen]
 
 
 def _batches(paths: list[str], desc: ModelDescription) -> Iterator[dict[str, np.ndarray]]:
