@@ -86,7 +86,7 @@ def quantize_int8(src: str, dst: str, images: list[str], calibration: dict, meth
 
     `reduce_range` keeps weights to 7 bits: ONNX Runtime runs int8 convolutions on AVX2 CPUs without VNNI
     through VPMADDUBSW, whose 16-bit pair sums saturate with full-range weights and large activations (on
-    EfficientNet-Lite0's first pointwise convolution that cost 8.8 mIoU); VNNI CPUs and TensorRT do not need it."""
+    EfficientNet-Lite0's first pointwise convolution that cost 8.9 mIoU); VNNI CPUs and TensorRT do not need it."""
     if method not in METHODS:
         raise EngineError(f"calibration method {method!r}: choose from {', '.join(METHODS)}")
     if not images:
