@@ -21,11 +21,10 @@ from typing import Iterator
 import numpy as np
 
 from ltdeploy.errors import EngineError
+from ltdeploy.evaluation.batches import model_input
 from ltdeploy.files import atomic_path
-from ltdeploy.image_io import read_image
 from ltdeploy.metadata import METADATA_KEY, ModelDescription, description_from_metadata
 from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, tensor_types
-from ltdeploy.preprocess import preprocess_image
 from ltdeploy.quantize import METHODS
 
 
@@ -64,7 +63,7 @@ def quantized_nodes(model, scope: str) -> list[str] | None:
 
 def _batches(paths: list[str], desc: ModelDescription) -> Iterator[dict[str, np.ndarray]]:
     for path in paths:
-        yield {desc.input_name: preprocess_image(read_image(path), desc.preprocess)[None]}
+        yield {desc.input_name: model_input(path, desc.preprocess)[None]}
 
 
 def _reader(quantization, paths: list[str], desc: ModelDescription):
