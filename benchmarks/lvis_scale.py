@@ -39,7 +39,7 @@ def count_candidates(model, images: list[np.ndarray], capped: bool = True) -> li
     import torch
 
     from benchmarks.nms_cap import counting_nms
-    from training.detection.candidates import CandidateCap
+    from training.detection.candidate_cap import CandidateCap
 
     with counting_nms(model, None if capped else CandidateCap(0, 0)) as counts, torch.inference_mode():
         for x in images:

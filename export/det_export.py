@@ -28,7 +28,7 @@ from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.files import file_sha256
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
-from training.detection.candidates import CandidateCap
+from training.detection.candidate_cap import CandidateCap
 from training.detection.model import LTDetector
 
 DET_OUTPUTS = ("boxes", "labels", "scores", "masks")

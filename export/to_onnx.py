@@ -19,7 +19,6 @@ import sys
 
 import numpy as np
 
-from export.det_export import export_detection
 from export.onnx_export import embed_description, export_description, export_module, op_counts, verified_write
 from export.parity import check_parity
 from ltdeploy.errors import LtDeployError
@@ -135,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no dataset to verify on ({exc}); pass --data DIR", file=sys.stderr)
         return 2
     if task_spec(desc.task).one_image_per_call:
+        from export.det_export import export_detection  # torchvision's detection stack: seconds to import
+
         return export_detection(args, ck, module, fold, paths, split)
     return export_tensor(args, ck, module, fold, outputs, paths, split, task.dense)
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole job on each small long-tailed set: make data → stage 1 → DisAlign → export (folded ONNX, verified
-# against PyTorch) → evaluate before/after and the ONNX → `ltdeploy predict` on a held-out image.
+# against PyTorch) → evaluate before/after in PyTorch and, torch-free, the ONNX files (`ltdeploy val`) →
+# `ltdeploy predict` on a held-out image.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 DATASETS=${DATASETS:-"digits-lt shapes-lt seg-lt"}
@@ -15,9 +16,10 @@ classification() {  # dataset, generator args, stage-1 args
       --out "$runs/disalign.pt" --rho 1.2
   "$PY" export/to_onnx.py "$runs/stage1.pt" -o "$runs/stage1.onnx" --verify-images 0
   "$PY" export/to_onnx.py "$runs/disalign.pt" -o "$runs/disalign.onnx" --verify-images 0
-  for m in stage1.pt disalign.pt disalign.onnx; do
-    "$PY" training/evaluate.py "$runs/$m" --data "$data" --json "$runs/eval_${m%.*}_${m##*.}.json" | tail -n 1
-  done
+  "$PY" training/evaluate.py "$runs/disalign.pt" --data "$data" --compare "$runs/stage1.pt" \
+      --json "$runs/eval_disalign_pt.json" | tail -n 3
+  "$LTDEPLOY" val --engine "$runs/stage1.onnx" --engine "$runs/disalign.onnx" --data "$data" \
+      --json "$runs/val_onnx.json"
   local first label
   read -r first label < "$data/test.txt"
   echo "true label: $label ($(sed -n "$((label + 1))p" "$data/classes.txt"))"

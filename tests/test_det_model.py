@@ -151,7 +151,8 @@ def test_candidate_cap_off_is_torchvision_and_on_bounds_what_reaches_nms() -> No
 
     from torchvision.models.detection.roi_heads import RoIHeads
 
-    from training.detection.candidates import CandidateCap, class_offset_nms
+    from training.detection.candidate_cap import CandidateCap
+    from training.detection.candidates import class_offset_nms
 
     model = LTDetector(body="lite0_fpn", num_classes=20).eval()
     heads = model.net.roi_heads

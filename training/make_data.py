@@ -19,14 +19,13 @@ import os
 import shutil
 import sys
 
-from training.tasks import all_tasks
+from training.tasks import SYNTHETIC_SETS, synthetic_set
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments and write the dataset."""
-    sets = {name: spec for task in all_tasks() for name, spec in task.synthetic.items()}
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("name", choices=list(sets))
+    p.add_argument("name", choices=list(SYNTHETIC_SETS))
     p.add_argument("--out", required=True, help="output folder (replaced if it exists)")
     p.add_argument("--imbalance", type=float, default=None,
                    help="n_max / n_min (digits 50, shapes 100; seg-lt: object presence ratio, 15)")
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.imbalance is not None and args.imbalance < 1:
         p.error("--imbalance must be >= 1")
-    spec = sets[args.name]
+    spec = synthetic_set(args.name)
     layouts = ["ltdeploy", *spec.layouts]
     if args.layout not in layouts:
         p.error(f"--layout for {args.name}: {', '.join(layouts)}")

@@ -2,7 +2,9 @@
 detection from data to export. Entry points find the task (from the dataset or the checkpoint) and call it;
 nothing else tests a task's name.
 
-Each task package holds its `Task` in `task.py`, imported on first use.
+Each task package holds its `Task` in `task.py`, imported on first use: datasets are recognised and synthetic
+sets named here, torch-free, so a process imports only the task it works on (detection's torchvision import
+alone costs seconds at every start).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
 
+from ltdeploy.datasets.det_sources import is_det_dataset
+from ltdeploy.datasets.seg_folders import is_seg_dataset
 from training.config import Stage1Config, Stage2Config, TaskDefaults, TrainConfig
 
 if TYPE_CHECKING:
@@ -23,6 +27,13 @@ if TYPE_CHECKING:
 # Registry order is the order datasets are recognised in; classification (list files) comes last.
 TASK_MODULES = {"detection": "training.detection.task", "segmentation": "training.segmentation.task",
                 "classification": "training.classification.task"}
+# The torch-free layout checks (ltdeploy.datasets); any folder no other task claims is read as ImageNet-LT
+# lists, whose reader says what is missing.
+DATASET_CHECKS: dict[str, Callable[[str | None], bool]] = {
+    "detection": is_det_dataset, "segmentation": is_seg_dataset, "classification": lambda data: True}
+# make_data.py's set names → the task whose `synthetic` mapping makes them
+SYNTHETIC_SETS = {"digits-lt": "classification", "shapes-lt": "classification", "seg-lt": "segmentation",
+                  "det-lt": "detection"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +61,6 @@ class Task:
     defaults: TaskDefaults
     models: tuple[str, ...]  # --backbone choices; the first is the default
     methods: Mapping[str, Callable[[int, int], "nn.Module"]]  # stage-2 calibrator builders
-    is_dataset: Callable[[str | None], bool]
     build_model: Callable[[dict], "nn.Module"]  # checkpoint arch → model (no calibrator)
     stage1: Callable[[Stage1Config], int]
     stage2_job: Callable[["Checkpoint", Stage2Config], "Stage2Job"]
@@ -89,4 +99,9 @@ def find_task(data: str | None, annotations: bool = False) -> Task:
     """The task whose dataset layout `data` is (explicit annotation files mean detection)."""
     if annotations:
         return get_task("detection")
-    return next(t for t in all_tasks() if t.is_dataset(data))
+    return get_task(next(name for name, check in DATASET_CHECKS.items() if check(data)))
+
+
+def synthetic_set(name: str) -> SyntheticSet:
+    """The synthetic set `make_data.py` writes under that name."""
+    return get_task(SYNTHETIC_SETS[name]).synthetic[name]

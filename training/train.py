@@ -39,8 +39,8 @@ from training.config import Stage1Config, config_from_args
 from training.core.heads import HEADS
 from training.core.methods import METHODS
 from training.core.stage2 import run_stage2
-from training.detection.candidates import add_candidate_args
-from training.tasks import all_tasks, find_task
+from training.detection.candidate_cap import add_candidate_args
+from training.tasks import find_task
 
 
 def _common_parser() -> argparse.ArgumentParser:
@@ -69,8 +69,9 @@ def _common_parser() -> argparse.ArgumentParser:
 
 
 def _stage1_args(s1: argparse.ArgumentParser) -> None:
-    s1.add_argument("--backbone", default=None, choices=[m for t in all_tasks() for m in t.models],
-                    help="default: small_cnn (classification), small_seg (segmentation), lite0_fpn (detection)")
+    s1.add_argument("--backbone", default=None,
+                    help="the task's models (checked once the data says which task): default small_cnn "
+                         "(classification), small_seg (segmentation), lite0_fpn (detection)")
     s1.add_argument("--head", default="linear", choices=list(HEADS))
     s1.add_argument("--pretrained", action="store_true",
                     help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0, lite0_fpn)")

@@ -36,8 +36,7 @@ SYNTHETIC = {
                                                             size=a.size or 32), _describe),
 }
 
-# Any folder that is no other task's layout is read as ImageNet-LT lists (read_split says what is missing).
 TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
-            methods=CLASSIFICATION_BUILDERS, is_dataset=lambda data: True, build_model=_build, stage1=train.stage1,
+            methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
             synthetic=SYNTHETIC)

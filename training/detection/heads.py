@@ -16,7 +16,8 @@ from torchvision.ops import boxes as box_ops
 
 from training.core.calibration import DisAlign
 from training.core.heads import build_head
-from training.detection.candidates import CandidateCap, cap_candidates, class_offset_nms
+from training.detection.candidate_cap import CandidateCap
+from training.detection.candidates import cap_candidates, class_offset_nms
 from training.detection.pcb import PASS_WEIGHTS, ConfusionEMA, pass_strength, pcb_pass_loss
 
 

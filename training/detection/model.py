@@ -15,7 +15,7 @@ from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
 from training.core.two_stage import TwoStageModel
-from training.detection.candidates import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
+from training.detection.candidate_cap import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
 from training.detection.heads import LTRoIHeads, RoIBoxBranch
 
 DET_BODIES = ("lite0_fpn", "mobilenet_v3_fpn", "resnet50_fpn")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltdeploy.datasets.det_sources import DetSource, is_det_dataset, resolve_det_source
+from ltdeploy.datasets.det_sources import DetSource, resolve_det_source
 from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import TaskDefaults
@@ -58,7 +58,7 @@ def _describe(summary: dict, a: argparse.Namespace) -> str:
 
 # lr 0.01, batch 8, 12 epochs: the 1x schedule scaled to one machine; rho 0.8: the paper's LVIS value
 TASK = Task(name="detection", defaults=TaskDefaults(8, 0.01, 1e-4, 12, 4, rho=0.8), models=DET_BODIES,
-            methods=DET_METHODS, is_dataset=is_det_dataset, build_model=_build, stage1=train.stage1,
+            methods=DET_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, resolve=train.resolve,
             upgrade=_upgrade, synthetic={"det-lt": SyntheticSet(_make, _describe, {"lvis": write_lvis_layout,
                                                                                    "coco": write_coco_layout})})

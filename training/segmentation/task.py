@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ltdeploy.datasets.seg_folders import is_seg_dataset, read_seg_split
+from ltdeploy.datasets.seg_folders import read_seg_split
 from training.config import TaskDefaults
 from training.core.methods import SEG_METHODS
 from training.layouts import write_ade20k_layout
@@ -36,6 +36,6 @@ def _describe(summary: dict, a: argparse.Namespace) -> str:
 
 # rho 0.3: the paper's ADE20K value (docs/method.md §3)
 TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=0.3), models=tuple(SEG_BODIES),
-            methods=SEG_METHODS, is_dataset=is_seg_dataset, build_model=_build, stage1=train.stage1,
+            methods=SEG_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
             synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})})
