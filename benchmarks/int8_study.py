@@ -4,9 +4,10 @@
     python benchmarks/int8_study.py --engine runs/digits-lt/disalign.onnx --data data/digits-lt \\
         --out runs/int8/digits-lt
 
-Variants (each `sampling:method:scope[:8bit]`, default all of these; weights 7-bit unless `8bit`): balanced and instance calibration sets
-with MinMax on the feature extractor, then entropy and percentile on the balanced set, then MinMax with every
-node the tool can quantize, and with 8-bit weights. Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
+Variants (each `sampling:method:scope:target[:8bit]`, default all of these; CPU weights 7-bit unless `8bit`):
+balanced and instance calibration sets with MinMax on the feature extractor for ONNX Runtime's CPU kernels,
+the same for TensorRT (symmetric int8, scored here on ONNX Runtime), then entropy and percentile on the balanced
+set, then MinMax with every node the tool can quantize, and with 8-bit weights. Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
 `per_class.csv` into --out, and keeps the INT8 files there.
 """
 from __future__ import annotations
@@ -21,19 +22,20 @@ from ltdeploy.files import write_json
 from ltdeploy.quantize.calibration_set import calibration_set
 from ltdeploy.quantize.qdq import load_model, quantize_int8
 
-VARIANTS = ("balanced:minmax:features", "instance:minmax:features", "balanced:entropy:features",
-            "balanced:percentile:features", "balanced:minmax:all", "balanced:minmax:features:8bit")
+VARIANTS = ("balanced:minmax:features:cpu", "instance:minmax:features:cpu", "balanced:minmax:features:tensorrt",
+            "balanced:entropy:features:cpu", "balanced:percentile:features:cpu", "balanced:minmax:all:cpu",
+            "balanced:minmax:features:cpu:8bit")
 
 
 def make_variant(engine: str, data: str, out: str, spec: str, images: int, split: str, seed: int) -> tuple[str, dict]:
     """Quantize `engine` as `spec` says (reusing a file already there); returns (path, what was done)."""
-    sampling, method, scope, *bits = spec.split(":")
+    sampling, method, scope, target, *bits = spec.split(":")
     path = os.path.join(out, f"int8_{spec.replace(':', '_')}.onnx")
     _, desc = load_model(engine)
     paths, record = calibration_set(data, desc, split, images, sampling, seed)
     start = time.perf_counter()
     if not os.path.isfile(path):
-        quantize_int8(engine, path, paths, record, method, scope, reduce_range=bits != ["8bit"])
+        quantize_int8(engine, path, paths, record, method, scope, target, full_range=bits == ["8bit"])
     return path, {"spec": spec, "seconds": round(time.perf_counter() - start, 1), **record}
 
 

@@ -41,6 +41,7 @@ def test_int8_graph_records_its_calibration_and_keeps_the_head_float(int8, model
     desc = json.loads({p.key: p.value for p in model.metadata_props}["ltdeploy"])
     p = desc["precision"]
     assert (p["weights"], p["format"], p["method"], p["scope"]) == ("int8", "QDQ", "minmax", "features")
+    assert (p["target"], p["activations"], p["symmetric"], p["weight_bits"]) == ("cpu", "uint8", False, 7)
     assert p["calibration"]["images"] == 32 and p["calibration"]["sampling"] == "balanced"
     assert p["calibration"]["classes_covered"] == 10 and len(p["calibration"]["list_sha256"]) == 64
     producer = {o: n for n in model.graph.node for o in n.output}
@@ -102,14 +103,25 @@ def test_bad_input_is_one_line_and_writes_nothing(models, int8, seg_runs, tmp_pa
     assert r.exit_code == 2 and "would overwrite" in r.output
 
 
-def test_int8_plan_is_strongly_typed_without_precision_flags(fake_trt, int8, tmp_path):
+def test_int8_plan_is_strongly_typed_without_precision_flags(fake_trt, int8, models, digits, tmp_path):
     from ltdeploy.errors import EngineError
     from ltdeploy.gpu.builder import build_plan
 
-    info = build_plan(str(int8), str(tmp_path / "m.trt"))
+    with pytest.raises(EngineError, match="--target tensorrt"):  # uint8, asymmetric: not what TensorRT takes
+        build_plan(str(int8), str(tmp_path / "cpu.trt"))
+    assert not (tmp_path / "cpu.trt").exists()
+    trt_int8 = tmp_path / "folded.trt.int8.onnx"
+    r = quantize(str(models["folded"]), "-o", str(trt_int8), "--calib", str(digits), "--calib-images", "8",
+                 "--target", "tensorrt")
+    assert r.exit_code == 0, r.output
+    model = onnx.load(str(trt_int8))
+    zero_points = [i for i in model.graph.initializer if i.name.endswith("_zero_point")]
+    assert zero_points and onnx.TensorProto.UINT8 not in {i.data_type for i in zero_points}  # int8 (int32: biases)
+    assert all(not onnx.numpy_helper.to_array(i).any() for i in zero_points)  # symmetric: zero point 0
+    info = build_plan(str(trt_int8), str(tmp_path / "m.trt"))
     config = fake_trt.STATE["configs"][-1]
     assert info.precision == "int8" and info.extra["strongly_typed"]
     assert fake_trt.STATE["network_flags"] == 1 << int(fake_trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     assert fake_trt.BuilderFlag.INT8 not in config.flags and fake_trt.BuilderFlag.FP16 not in config.flags
     with pytest.raises(EngineError, match="without --fp16"):
-        build_plan(str(int8), str(tmp_path / "h.trt"), fp16=True)
+        build_plan(str(trt_int8), str(tmp_path / "h.trt"), fp16=True)

@@ -132,6 +132,9 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
     description, int8 = _read_onnx(onnx_path)
     if int8 and fp16:
         raise EngineError(f"{onnx_path}: an INT8 (QDQ) model; build it without --fp16")
+    if int8 and not (description.precision or {}).get("symmetric", True):
+        raise EngineError(f"{onnx_path}: quantized for ONNX Runtime on CPU (uint8 activations, asymmetric); "
+                          f"TensorRT takes only symmetric int8: ltdeploy quantize --target tensorrt")
     trt = import_tensorrt("ltdeploy build")
     gpu = current_gpu(gpu_index)
     ranges = ranges or [BatchRange(*task_spec(description.task).batch_range)]

@@ -7,7 +7,7 @@ import sys
 import click
 
 from ltdeploy.errors import LtDeployError
-from ltdeploy.quantize import METHODS, SAMPLINGS, SCOPES
+from ltdeploy.quantize import METHODS, SAMPLINGS, SCOPES, TARGETS
 
 
 @click.command("quantize")
@@ -25,12 +25,16 @@ from ltdeploy.quantize import METHODS, SAMPLINGS, SCOPES
 @click.option("--scope", default="features", show_default=True, type=click.Choice(SCOPES),
               help="features: only the feature extractor is int8 (heads, calibration, softmax, NMS stay float); "
                    "all: everything the tool can quantize.")
+@click.option("--target", default="cpu", show_default=True, type=click.Choice(TARGETS),
+              help="cpu: ONNX Runtime's CPU kernels (uint8 activations, asymmetric); tensorrt: TensorRT's explicit "
+                   "quantization (int8, symmetric), what `ltdeploy build` takes.")
 @click.option("--full-range", is_flag=True,
-              help="8-bit weights (default 7: ONNX Runtime's int8 kernels on AVX2 CPUs without VNNI saturate with 8).")
+              help="cpu: 8-bit weights (default 7: ONNX Runtime's int8 kernels on AVX2 CPUs without VNNI saturate "
+                   "with 8); tensorrt always has 8.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the calibration draw.")
 def quantize(onnx_file: str, output: str, calib: str, calib_split: str, calib_images: int, calib_sampling: str,
-             method: str, scope: str, full_range: bool, seed: int) -> None:
-    """Quantize ONNX_FILE to INT8 for ONNX Runtime (CPU) and TensorRT's explicit quantization."""
+             method: str, scope: str, target: str, full_range: bool, seed: int) -> None:
+    """Quantize ONNX_FILE to INT8 for ONNX Runtime on CPU or for TensorRT's explicit quantization."""
     from ltdeploy.quantize.calibration_set import calibration_set
     from ltdeploy.quantize.qdq import load_model, quantize_int8
 
@@ -41,10 +45,10 @@ def quantize(onnx_file: str, output: str, calib: str, calib_split: str, calib_im
         paths, record = calibration_set(calib, desc, calib_split, calib_images, calib_sampling, seed)
         click.echo(f"calibrating on {len(paths)} images ({record['sampling']}, {record['source']}) with {method}",
                    err=True)
-        precision = quantize_int8(onnx_file, output, paths, record, method, scope, reduce_range=not full_range)
+        precision = quantize_int8(onnx_file, output, paths, record, method, scope, target, full_range)
     except (LtDeployError, ValueError, FileNotFoundError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     size = os.path.getsize(output) / 1e6
-    click.echo(f"wrote {output} ({size:.2f} MB, int8 QDQ, {precision['quantize_nodes']} QuantizeLinear nodes, "
+    click.echo(f"wrote {output} ({size:.2f} MB, int8 QDQ for {target}, {precision['quantize_nodes']} QuantizeLinear nodes, "
                f"{method}, {len(paths)} calibration images)")

@@ -1,9 +1,12 @@
 """Static INT8 quantization of an ltdeploy ONNX file with ONNX Runtime's quantization tool.
 
-The written graph is QDQ (QuantizeLinear / DequantizeLinear pairs around the int8 operators) with per-channel
-weights and symmetric scales for weights and activations: ONNX Runtime's CPU provider fuses it into int8
-kernels, and it is the form TensorRT's explicit quantization takes (TensorRT quantizes symmetrically, zero
-point 0). Only the feature extractor is quantized (`scope` "features": nodes under `/backbone/` or `/body/`,
+The written graph is QDQ (QuantizeLinear / DequantizeLinear pairs around the int8 operators) with per-channel,
+symmetric int8 weights. Activations depend on the target: for ONNX Runtime on CPU (`cpu`) uint8 with an
+asymmetric zero point, the form its CPU provider fuses into int8 kernels end to end; for TensorRT's explicit
+quantization (`tensorrt`) signed int8 with zero point 0, the only form TensorRT takes. The graph is first
+optimised as ONNX Runtime's `quant_pre_process` does (batch norms and the TF-style "same" padding folded into
+the convolutions), so no float Pad or BatchNormalization sits between two int8 convolutions. Only the
+feature extractor is quantized (`scope` "features": nodes under `/backbone/` or `/body/`,
 the scopes the fp16 conversion uses); the classifier, the folded calibration (its sigmoid and per-class scale
 and shift), softmax and the detector's RPN and RoI heads, box decoding and NMS stay float. docs/int8.md has the
 measurements behind that choice; `scope` "all" (everything the tool can quantize) is there to compare.
@@ -25,7 +28,7 @@ from ltdeploy.evaluation.batches import model_input
 from ltdeploy.files import atomic_path
 from ltdeploy.metadata import METADATA_KEY, ModelDescription, description_from_metadata
 from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, tensor_types
-from ltdeploy.quantize import METHODS
+from ltdeploy.quantize import METHODS, TARGETS
 
 
 def _import_tools():
@@ -79,34 +82,41 @@ def _reader(quantization, paths: list[str], desc: ModelDescription):
 
 
 def quantize_int8(src: str, dst: str, images: list[str], calibration: dict, method: str = "minmax",
-                  scope: str = "features", reduce_range: bool = True) -> dict:
-    """Write `dst`: `src` statically quantized to INT8 (QDQ) on `images`; `calibration` describes the set (it
-    goes into the description with the method). Returns the description's `precision` record.
+                  scope: str = "features", target: str = "cpu", full_range: bool = False) -> dict:
+    """Write `dst`: `src` statically quantized to INT8 (QDQ) on `images` for `target`; `calibration` describes
+    the set (it goes into the description with the method). Returns the description's `precision` record.
 
-    `reduce_range` keeps weights to 7 bits: ONNX Runtime runs int8 convolutions on AVX2 CPUs without VNNI
-    through VPMADDUBSW, whose 16-bit pair sums saturate with full-range weights and large activations (on
-    EfficientNet-Lite0's first pointwise convolution that cost 8.9 mIoU); VNNI CPUs and TensorRT do not need it."""
+    Weights keep 7 bits on the CPU target unless `full_range`: ONNX Runtime runs int8 convolutions on AVX2 CPUs
+    without VNNI through VPMADDUBSW, whose 16-bit pair sums saturate with full-range weights and large
+    activations (on EfficientNet-Lite0's first pointwise convolution that cost 8.9 mIoU); VNNI CPUs and
+    TensorRT do not need it, and the TensorRT target always has 8."""
     if method not in METHODS:
         raise EngineError(f"calibration method {method!r}: choose from {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise EngineError(f"target {target!r}: choose from {', '.join(TARGETS)}")
     if not images:
         raise EngineError("no calibration images")
     onnx, q = _import_tools()
-    model, desc = load_model(src)
-    nodes = quantized_nodes(model, scope)
-    precision = {"weights": "int8", "activations": "int8", "format": "QDQ", "per_channel": True,
-                 "symmetric": True, "weight_bits": 7 if reduce_range else 8, "method": method, "scope": scope,
-                 "calibration": calibration}
+    _, desc = load_model(src)
+    cpu = target == "cpu"
+    weight_bits = 7 if cpu and not full_range else 8
+    precision = {"weights": "int8", "activations": "uint8" if cpu else "int8", "format": "QDQ",
+                 "per_channel": True, "symmetric": not cpu, "weight_bits": weight_bits, "target": target,
+                 "method": method, "scope": scope, "calibration": calibration}
     with tempfile.TemporaryDirectory(prefix="ltdeploy-quantize-") as tmp:
         out = os.path.join(tmp, "model.int8.onnx")
-        reader, cached = _reader(q, images, desc), {}
         with _quiet():
+            source = _optimised(q, src, tmp)
+            model = onnx.load(source)
+            reader, cached = _reader(q, images, desc), {}
             if method == "entropy":
-                cached, reader = {"calibration_cache_path": _entropy_ranges(q, src, reader, tmp)}, None
+                cached, reader = {"calibration_cache_path": _entropy_ranges(q, source, reader, tmp, cpu)}, None
             q.quantize_static(model, out, reader, quant_format=q.QuantFormat.QDQ, per_channel=True,
-                              reduce_range=reduce_range, activation_type=q.QuantType.QInt8,
-                              weight_type=q.QuantType.QInt8, nodes_to_quantize=nodes,
+                              reduce_range=weight_bits == 7,
+                              activation_type=q.QuantType.QUInt8 if cpu else q.QuantType.QInt8,
+                              weight_type=q.QuantType.QInt8, nodes_to_quantize=quantized_nodes(model, scope),
                               calibrate_method=getattr(q.CalibrationMethod, METHODS[method]),
-                              extra_options={"ActivationSymmetric": True, "WeightSymmetric": True}, **cached)
+                              extra_options={"ActivationSymmetric": not cpu, "WeightSymmetric": True}, **cached)
         quantized = onnx.load(out)
         pairs = sum(n.op_type == "QuantizeLinear" for n in quantized.graph.node)
         if pairs == 0:
@@ -118,7 +128,20 @@ def quantize_int8(src: str, dst: str, images: list[str], calibration: dict, meth
     return precision
 
 
-def _entropy_ranges(q, src: str, reader, tmp: str) -> str:
+def _optimised(q, src: str, tmp: str) -> str:
+    """`src` after ONNX Runtime's pre-processing for quantization (shape inference, then its basic graph
+    optimisations); `src` itself where the graph's shapes defeat it (a detector's data-dependent ones)."""
+    out = os.path.join(tmp, "optimised.onnx")
+    for symbolic in (True, False):
+        try:
+            q.quant_pre_process(src, out, skip_symbolic_shape=not symbolic)
+            return out
+        except Exception:  # the tool raises whatever its shape inference meets
+            continue
+    return src
+
+
+def _entropy_ranges(q, src: str, reader, tmp: str, cpu: bool) -> str:
     """Activation ranges by KL divergence over 2048-bin histograms into 128 quantized bins (TensorRT's recipe),
     saved where quantize_static reads cached ranges. quantize_static passes no bin counts to its own entropy
     calibrator, whose 128 and 128 leave one candidate threshold, the maximum: MinMax under another name."""
@@ -130,7 +153,7 @@ def _entropy_ranges(q, src: str, reader, tmp: str) -> str:
     calibrator = calibrate.create_calibrator(
         src, [], augmented_model_path=os.path.join(tmp, "augmented.onnx"),
         calibrate_method=q.CalibrationMethod.Entropy,
-        extra_options={"symmetric": True, "num_bins": 2048, "num_quantized_bins": 128})
+        extra_options={"symmetric": not cpu, "num_bins": 2048, "num_quantized_bins": 128})
     calibrator.collect_data(reader)
     path = os.path.join(tmp, "ranges.json")
     calibrate.save_tensors_data(calibrator.compute_data(), path)
