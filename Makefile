@@ -12,8 +12,13 @@ PYTRITON ?= nvidia-pytriton==0.7.0
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# the demo needs only the training side; the tests add pytest, ruff and the Triton client on top
+$(VENV)/.train: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train]'
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.train
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[train,test]'
 	touch $@
 
@@ -26,7 +31,7 @@ $(TRITON_VENV)/.installed: pyproject.toml
 		--target $(TRITON_VENV)/tritonserver '$(PYTRITON)'
 	touch $@
 
-demo: setup
+demo: $(VENV)/.train
 	PY=$(PY) bash scripts/demo.sh
 
 test: lint triton-env

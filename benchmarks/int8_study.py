@@ -7,7 +7,9 @@
 Variants (each `sampling:method:scope:target[:8bit]`, default all of these; CPU weights 7-bit unless `8bit`):
 balanced and instance calibration sets with MinMax on the feature extractor for ONNX Runtime's CPU kernels,
 the same for TensorRT (symmetric int8, scored here on ONNX Runtime), then entropy and percentile on the balanced
-set, then MinMax with every node the tool can quantize, and with 8-bit weights. Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
+set, then MinMax with every node the tool can quantize, and with 8-bit weights. TensorRT variants get a second
+row, `(unfused)`: the same graph run unoptimised, Quantize / Dequantize around float operators, the exact int8
+arithmetic TensorRT's kernels compute, without the 16-bit saturation of ONNX Runtime's AVX2 int8 kernels. Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
 `per_class.csv` into --out, and keeps the INT8 files there.
 """
 from __future__ import annotations
@@ -16,11 +18,14 @@ import argparse
 import os
 import time
 
+from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.evaluation import report
 from ltdeploy.evaluation.command import score_engines
 from ltdeploy.files import write_json
+from ltdeploy.predictor import Predictor
 from ltdeploy.quantize.calibration_set import calibration_set
 from ltdeploy.quantize.qdq import load_model, quantize_int8
+from ltdeploy.tasks import evaluation_module
 
 VARIANTS = ("balanced:minmax:features:cpu", "instance:minmax:features:cpu", "balanced:minmax:features:tensorrt",
             "balanced:entropy:features:cpu", "balanced:percentile:features:cpu", "balanced:minmax:all:cpu",
@@ -37,6 +42,14 @@ def make_variant(engine: str, data: str, out: str, spec: str, images: int, split
     if not os.path.isfile(path):
         quantize_int8(engine, path, paths, record, method, scope, target, full_range=bits == ["8bit"])
     return path, {"spec": spec, "seconds": round(time.perf_counter() - start, 1), **record}
+
+
+def unfused_scores(path: str, data: str, split: str | None):
+    """The scores of `path` run without graph optimisation (no fused int8 kernels)."""
+    backend = OnnxRuntimeBackend(path, fused=False)
+    module = evaluation_module(backend.description.task)
+    predictor = Predictor(backend, **getattr(module, "PREDICTOR_OPTIONS", {}))
+    return module.evaluate(predictor, data, split or module.DEFAULT_SPLIT)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             for spec in args.variants.split(",")]
     runs = score_engines([args.engine] + [path for path, _ in made], args.data, args.split, "cpu")
     runs = [("fp32", runs[0][1])] + [(info["spec"], s) for (_, info), (_, s) in zip(made, runs[1:])]
+    runs += [(f"{info['spec']} (unfused)", unfused_scores(path, args.data, args.split))
+             for path, info in made if ":tensorrt" in info["spec"]]
     text = report.table(runs)
     print(text)
     with open(os.path.join(args.out, "table.md"), "w", encoding="utf-8") as f:

@@ -59,6 +59,7 @@ def _precision_text(p: dict) -> str:
     if not p:
         return "fp32"
     cal = p.get("calibration", {})
-    return (f"{p.get('weights')} weights / {p.get('activations')} activations ({p.get('format')}, {p.get('method')}, "
-            f"scope {p.get('scope')}); calibrated on {cal.get('images')} images, {cal.get('sampling')} from "
-            f"{cal.get('source')}")
+    target = f" for {p['target']}" if p.get("target") else ""
+    return (f"{p.get('weights')} weights / {p.get('activations')} activations{target} ({p.get('format')}, "
+            f"{p.get('method')}, scope {p.get('scope')}); calibrated on {cal.get('images')} images, "
+            f"{cal.get('sampling')} from {cal.get('source')}")

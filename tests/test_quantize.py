@@ -53,7 +53,7 @@ def test_int8_graph_records_its_calibration_and_keeps_the_head_float(int8, model
         reads = node.input[1:] if node.op_type == "Gemm" else node.input
         assert all(producer.get(i) is None or producer[i].op_type != "DequantizeLinear" for i in reads), node.name
     r = CliRunner().invoke(cli, ["info", "--engine", str(int8)])
-    assert r.exit_code == 0 and "int8" in r.output
+    assert r.exit_code == 0 and "int8 weights / uint8 activations for cpu" in r.output
 
 
 def test_int8_predicts_like_fp32(int8, models, digits):

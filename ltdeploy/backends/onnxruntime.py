@@ -55,7 +55,10 @@ def check_provider(path: str, requested: str, used: list[str]) -> None:
 class OnnxRuntimeBackend(Backend):
     """Runs an ONNX file exported by ltdeploy, whose description sits in the ONNX metadata."""
 
-    def __init__(self, path: str, device: str = "cpu", threads: int = 0, spinning: bool = True) -> None:
+    def __init__(self, path: str, device: str = "cpu", threads: int = 0, spinning: bool = True,
+                 fused: bool = True) -> None:
+        """`fused` False runs the graph as written, no graph optimisation: a QDQ graph's Quantize / Dequantize
+        pairs around float operators, the exact int8 arithmetic without any one CPU kernel's shortcuts."""
         ort = _import_ort()
         self.path = path
         if not os.path.isfile(path):
@@ -65,6 +68,8 @@ class OnnxRuntimeBackend(Backend):
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = threads
+        if not fused:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if not spinning:
             # Idle pool threads otherwise spin for a while after each run, stealing cores from whatever
             # runs next (another session in a benchmark, the decoding threads in predict).
