@@ -46,7 +46,7 @@ for ds in $DATASETS; do
   start=$SECONDS
   case "$ds" in
     digits-lt) classification digits-lt "--imbalance 50" "--epochs 30" ;;
-    shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 15 --hflip" ;;
+    shapes-lt) classification shapes-lt "--imbalance 100 --classes 50" "--epochs 12 --hflip" ;;
     seg-lt) segmentation ;;
     *) echo "unknown dataset $ds" >&2; exit 2 ;;
   esac

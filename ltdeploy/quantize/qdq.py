@@ -3,10 +3,10 @@
 The written graph is QDQ (QuantizeLinear / DequantizeLinear pairs around the int8 operators) with per-channel,
 symmetric int8 weights. Activations depend on the target: for ONNX Runtime on CPU (`cpu`) uint8 with an
 asymmetric zero point, the form its CPU provider fuses into int8 kernels end to end; for TensorRT's explicit
-quantization (`tensorrt`) signed int8 with zero point 0, the only form TensorRT takes. The graph is first
-optimised as ONNX Runtime's `quant_pre_process` does (batch norms and the TF-style "same" padding folded into
-the convolutions), so no float Pad or BatchNormalization sits between two int8 convolutions. Only the
-feature extractor is quantized (`scope` "features": nodes under `/backbone/` or `/body/`,
+quantization (`tensorrt`) signed int8 with zero point 0, the only form TensorRT takes. The graph first goes
+through ONNX Runtime's basic graph optimisations (batch norms and the TF-style "same" padding folded into the
+convolutions, as its `quant_pre_process` does), so no float Pad or BatchNormalization sits between two int8
+convolutions. Only the feature extractor is quantized (`scope` "features": nodes under `/backbone/` or `/body/`,
 the scopes the fp16 conversion uses); the classifier, the folded calibration (its sigmoid and per-class scale
 and shift), softmax and the detector's RPN and RoI heads, box decoding and NMS stay float. docs/int8.md has the
 measurements behind that choice; `scope` "all" (everything the tool can quantize) is there to compare.
@@ -106,7 +106,7 @@ def quantize_int8(src: str, dst: str, images: list[str], calibration: dict, meth
     with tempfile.TemporaryDirectory(prefix="ltdeploy-quantize-") as tmp:
         out = os.path.join(tmp, "model.int8.onnx")
         with _quiet():
-            source = _optimised(q, src, tmp)
+            source = _optimised(src, tmp)
             model = onnx.load(source)
             reader, cached = _reader(q, images, desc), {}
             if method == "entropy":
@@ -128,17 +128,28 @@ def quantize_int8(src: str, dst: str, images: list[str], calibration: dict, meth
     return precision
 
 
-def _optimised(q, src: str, tmp: str) -> str:
-    """`src` after ONNX Runtime's pre-processing for quantization (shape inference, then its basic graph
-    optimisations); `src` itself where the graph's shapes defeat it (a detector's data-dependent ones)."""
+def _optimised(src: str, tmp: str) -> str:
+    """`src` after ONNX Runtime's basic (ONNX-standard) graph optimisations, the core of the tool's
+    `quant_pre_process`, which is not called because its helpers import torch wherever torch is installed."""
+    import onnx
+    import onnxruntime as ort
+
     out = os.path.join(tmp, "optimised.onnx")
-    for symbolic in (True, False):
-        try:
-            q.quant_pre_process(src, out, skip_symbolic_shape=not symbolic)
-            return out
-        except Exception:  # the tool raises whatever its shape inference meets
-            continue
-    return src
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = out
+    opts.log_severity_level = 3
+    try:
+        ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
+    except Exception:  # ORT's own exception types; the graph is then quantized as exported
+        return src
+    model = onnx.load(out)
+    used = {n.domain for n in model.graph.node} | {""}  # the session lists every domain it knows
+    kept = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, out)
+    return out
 
 
 def _entropy_ranges(q, src: str, reader, tmp: str, cpu: bool) -> str:
