@@ -45,6 +45,7 @@ def description_lines(engine: str, provider: str, desc: ModelDescription, build=
         f"outputs:       {', '.join(desc.output_names)}",
         *([f"postprocess:   {_postprocess_text(desc.postprocess)}"] if desc.postprocess else []),
         f"calibration:   {json.dumps(desc.calibration)}",
+        *([f"chosen:        {auto_choice_text(desc.calibration)}"] if "auto" in desc.calibration else []),
         f"precision:     {_precision_text(desc.precision)}",
         f"provenance:    {json.dumps(desc.provenance)}",
     ]
@@ -63,3 +64,11 @@ def _precision_text(p: dict) -> str:
     return (f"{p.get('weights')} weights / {p.get('activations')} activations{target} ({p.get('format')}, "
             f"{p.get('method')}, scope {p.get('scope')}); calibrated on {cal.get('images')} images, "
             f"{cal.get('sampling')} from {cal.get('source')}")
+
+
+def auto_choice_text(calibration: dict) -> str:
+    """What `--method auto` chose and by how much: 'ncm by val top1 0.8800, +0.0150 over disalign rho=1.2 (13
+    candidates)'."""
+    a = calibration.get("auto", {})
+    over = f", +{a['margin']:.4f} over {a['runner_up']}" if a.get("runner_up") else ""
+    return f"{a.get('chosen')} by val {a.get('select')} {a.get('val', 0):.4f}{over} ({a.get('candidates')} candidates)"

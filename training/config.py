@@ -70,6 +70,7 @@ class Stage2Config(CommonConfig):
     augment: bool = False
     no_cache: bool = False
     tau: float = 1.0
+    select: str | None = None  # --method auto: the val score that chooses (None: the task's first)
 
 
 TrainConfig = Stage1Config | Stage2Config

@@ -71,6 +71,10 @@ class Task:
     resolve: Callable[[TrainConfig], TrainConfig] = _unchanged  # defaults that depend on other settings
     upgrade: Callable[[dict], None] = _no_upgrade  # an older checkpoint payload, rewritten in place
     synthetic: Mapping[str, SyntheticSet] = field(default_factory=dict)
+    # --method auto: the candidates (method, config overrides), cheapest graph first (None: no auto), and the
+    # --select names → the val score each reads (the first is the default; dotted keys read nested scores)
+    auto_candidates: Callable[[Stage2Config], list[tuple[str, dict]]] | None = None
+    auto_select: Mapping[str, str] = field(default_factory=dict)
 
 
 def dataset_folder(data: str | None, provenance: dict) -> str:

@@ -99,7 +99,11 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
 
 
 def _stage2_args(s2: argparse.ArgumentParser) -> None:
-    s2.add_argument("--method", default="disalign", choices=list(METHODS))
+    s2.add_argument("--method", default="disalign", choices=[*METHODS, "auto"],
+                    help="auto: fit every candidate on the same stage 1, keep the best on val (never test)")
+    s2.add_argument("--select", default=None,
+                    help="auto: the val score that chooses: top1 (balanced, default), few, medium, many; "
+                         "segmentation miou (default), tail; detection ap (default), apr")
     s2.add_argument("--checkpoint", required=True, help="stage-1 checkpoint")
     s2.add_argument("--rho", type=float, default=None,
                     help="G-RW scale: 0 instance-, 1 class-balanced (default 1.2; segmentation 0.3, as ADE20K)")

@@ -10,7 +10,7 @@ from training.classification.evaluate import report
 from training.classification.model import LTClassifier
 from training.classification.synthetic import make_digits_lt, make_shapes_lt
 from training.config import TaskDefaults
-from training.core.methods import CLASSIFICATION_BUILDERS
+from training.core.methods import CLASSIFICATION_BUILDERS, classification_candidates
 from training.tasks import SyntheticSet, Task, dataset_folder
 
 
@@ -39,4 +39,5 @@ SYNTHETIC = {
 TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
             methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
-            synthetic=SYNTHETIC)
+            synthetic=SYNTHETIC, auto_candidates=classification_candidates,
+            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"})

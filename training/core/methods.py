@@ -102,6 +102,23 @@ METHODS: dict[str, Stage2Method] = {
 CLASSIFICATION_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {k: m.build for k, m in METHODS.items()}
 TRAINED = {"disalign", "disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws"}
 
+# --method auto's candidates, cheapest graph first: the first five fold into the plain linear head, NCM adds
+# a normalisation, the DisAlign variants the confidence branch sigma(x); DisAlign itself at several rho.
+AUTO_ORDER = ("logit-adjust", "tau-norm", "lws", "crt", "grw-classifier", "ncm", "disalign-margin",
+              "disalign-magnitude")
+AUTO_RHO = (0.8, 1.0, 1.2, 1.5, 2.0)
+
+
+def classification_candidates(cfg: TrainConfig) -> list[tuple[str, dict]]:
+    """Every registered classification method, then DisAlign at each of AUTO_RHO."""
+    return [(m, {}) for m in AUTO_ORDER] + [("disalign", {"rho": r}) for r in AUTO_RHO]
+
+
+def rho_candidates(grid: tuple[float, ...]) -> Callable[[TrainConfig], list[tuple[str, dict]]]:
+    """DisAlign at each rho of `grid` (segmentation, detection)."""
+    return lambda cfg: [("disalign", {"rho": r}) for r in grid]
+
+
 # Segmentation calibrates every pixel (PixelDisAlign); seg_engine.py fits them with pixel-count G-RW.
 SEG_METHODS: dict[str, Callable[[int, int], nn.Module]] = {
     "disalign": _disalign(True, True, PixelDisAlign),

@@ -47,12 +47,37 @@ def min_step_epochs(cfg: Stage2Config, steps_per_epoch: int | None) -> Stage2Con
     return dataclasses.replace(cfg, epochs=max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch)))
 
 
+@dataclass
+class Fitted:
+    """One fitted calibration: the model, its new description, its training record and its val scores."""
+
+    cfg: Stage2Config
+    model: "TwoStageModel"
+    description: "ModelDescription"
+    history: dict
+    seconds: float
+
+
 def run_stage2(task: "Task", cfg: Stage2Config) -> int:
-    """Freeze a stage-1 checkpoint of the task, fit a calibration method on it and save the result."""
-    torch.manual_seed(cfg.seed)
+    """Freeze a stage-1 checkpoint of the task, fit a calibration method on it (or, with `auto`, every
+    candidate, keeping the best on val) and save the result."""
+    if cfg.method == "auto":
+        from training.core.auto import run_auto
+
+        return run_auto(task, cfg)
     if cfg.method not in task.methods:
         print(f"error: {task.name} calibrates with {', '.join(task.methods)}, not {cfg.method}", file=sys.stderr)
         return 2
+    fitted = fit_stage2(task, cfg)
+    if isinstance(fitted, int):
+        return fitted
+    save_stage2(fitted)
+    return 0
+
+
+def fit_stage2(task: "Task", cfg: Stage2Config) -> Fitted | int:
+    """Fit `cfg.method` on a fresh copy of the stage-1 checkpoint and score it on val; 2 for a calibrated one."""
+    torch.manual_seed(cfg.seed)
     ck: Checkpoint = read_checkpoint(cfg.checkpoint)
     if ck.arch.get("calibrator"):
         print(f"error: {cfg.checkpoint} is already calibrated ({ck.arch['calibrator']}); give the stage-1 "
@@ -74,9 +99,13 @@ def run_stage2(task: "Task", cfg: Stage2Config) -> int:
                                    provenance=provenance(cfg, "stage2", stage1=desc.provenance, **job.provenance))
     history = {"stage2": {**info, "seconds_total": seconds}, **job.history, "args": as_record(cfg)}
     history["val"] = job.validate(model, new_desc, cfg.method)
-    sha = save_checkpoint(cfg.out, model, new_desc, history)
-    print(f"wrote {cfg.out} (sha256 {sha[:12]}); stage 2 took {seconds} s")
-    return 0
+    return Fitted(cfg, model, new_desc, history, seconds)
+
+
+def save_stage2(fitted: Fitted) -> None:
+    """Write the fitted model's checkpoint."""
+    sha = save_checkpoint(fitted.cfg.out, fitted.model, fitted.description, fitted.history)
+    print(f"wrote {fitted.cfg.out} (sha256 {sha[:12]}); stage 2 took {fitted.seconds} s")
 
 
 def stage1_sha(cfg: Stage2Config) -> str:

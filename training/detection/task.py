@@ -7,7 +7,7 @@ from ltdeploy.datasets.det_sources import DetSource, resolve_det_source
 from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import TaskDefaults
-from training.core.methods import DET_METHODS
+from training.core.methods import DET_METHODS, rho_candidates
 from training.detection import train
 from training.detection.data import LVISDataset
 from training.detection.evaluate import report
@@ -61,4 +61,5 @@ TASK = Task(name="detection", defaults=TaskDefaults(8, 0.01, 1e-4, 12, 4, rho=0.
             methods=DET_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, resolve=train.resolve,
             upgrade=_upgrade, synthetic={"det-lt": SyntheticSet(_make, _describe, {"lvis": write_lvis_layout,
-                                                                                   "coco": write_coco_layout})})
+                                                                                   "coco": write_coco_layout})},
+            auto_candidates=rho_candidates((0.5, 0.8, 1.2)), auto_select={"ap": "box.AP", "apr": "box.APr"})

@@ -5,7 +5,7 @@ import argparse
 
 from ltdeploy.datasets.seg_folders import read_seg_split
 from training.config import TaskDefaults
-from training.core.methods import SEG_METHODS
+from training.core.methods import SEG_METHODS, rho_candidates
 from training.layouts import write_ade20k_layout
 from training.segmentation import train
 from training.segmentation.bodies import SEG_BODIES
@@ -38,4 +38,5 @@ def _describe(summary: dict, a: argparse.Namespace) -> str:
 TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=0.3), models=tuple(SEG_BODIES),
             methods=SEG_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
-            synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})})
+            synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})},
+            auto_candidates=rho_candidates((0.3, 0.6, 1.0)), auto_select={"miou": "mIoU", "tail": "tail_mIoU"})
