@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated stage-2 methods")
+    p.add_argument("--methods", default=",".join([*METHODS, "auto"]),
+                   help="comma-separated stage-2 methods; auto: the one `--method auto` picks on val")
     p.add_argument("--rhos", default="0,0.5,1,1.5,2,3", help="DisAlign rho sweep ('' to skip)")
     p.add_argument("--stage1-epochs", type=int, default=30)
     p.add_argument("--hflip", action="store_true")
@@ -102,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in METHODS and m != "auto"]
     if unknown:
-        p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
+        p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}, auto")
     rhos = [float(r) for r in args.rhos.split(",") if r]
     os.makedirs(args.out, exist_ok=True)
 
@@ -130,9 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     thresholds = results[(0, "stage1", None)]["thresholds"]
     table = {name: mean_std([results[(s, name, None)] for s in range(args.seeds)]) for name in ["stage1"] + methods}
     report = {"data": args.data, "seeds": args.seeds, "thresholds": thresholds, "table": table,
-              "methods": {m: METHODS[m].summary for m in methods}}
+              "methods": {m: METHODS[m].summary if m in METHODS else "best on val of every method" for m in methods}}
     text = markdown(f"{os.path.basename(os.path.normpath(args.data))}: stage-2 methods on the same stage-1 models",
                     table, args.seeds, thresholds)
+    if "auto" in methods:
+        report["auto"] = auto_against_single(args, methods, results)
+        text += "\n" + auto_text(report["auto"])
     if rhos:
         sweep = {f"rho {r:g}": mean_std([results[(s, "disalign", r)] for s in range(args.seeds)]) for r in rhos}
         report["rho_sweep"] = sweep
@@ -154,6 +158,32 @@ def main(argv: list[str] | None = None) -> int:
         f.write(text)
     print(text)
     return 0
+
+
+def auto_against_single(args: argparse.Namespace, methods: list[str], results: dict) -> list[dict]:
+    """Per seed: what auto chose (on val), its test top-1, the best single method's on test, DisAlign's."""
+    import torch
+
+    rows = []
+    for seed in range(args.seeds):
+        ckpt = os.path.join(args.out, f"seed{seed}", "auto.pt")
+        chosen = torch.load(ckpt, weights_only=True)["description"]["calibration"]["auto"]["chosen"]
+        single = {m: results[(seed, m, None)]["top1"] for m in methods if m not in ("auto",)}
+        best = max(single, key=single.get)
+        rows.append({"seed": seed, "chosen": chosen, "auto": results[(seed, "auto", None)]["top1"],
+                     "best_single": best, "best_single_top1": single[best], "disalign": single.get("disalign")})
+    return rows
+
+
+def auto_text(rows: list[dict]) -> str:
+    """The per-seed comparison as Markdown."""
+    lines = ["### --method auto against the best single method (test top-1 %, chosen on val)", "",
+             "| seed | auto chose | auto | best single method on test | its top-1 | DisAlign |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        d = "-" if r["disalign"] is None else f"{100 * r['disalign']:.2f}"
+        lines.append(f"| {r['seed']} | {r['chosen']} | {100 * r['auto']:.2f} | {r['best_single']} | "
+                     f"{100 * r['best_single_top1']:.2f} | {d} |")
+    return "\n".join(lines) + "\n"
 
 
 def time_cache(args: argparse.Namespace) -> dict:
