@@ -2,6 +2,7 @@
 sweep, the plots, and optionally stage-2 time with and without the feature cache.
 
     python benchmarks/run_accuracy.py --data data/shapes-lt --seeds 3 --out runs/accuracy/shapes-lt
+    python benchmarks/run_accuracy.py --data data/shapes-lt --seeds 3 --head cosine --out runs/accuracy/shapes-lt-cos
 
 Each seed trains one stage-1 model; every method calibrates that same model and is evaluated on the
 balanced test split. Hyper-parameters are never chosen on test (tau-norm picks tau on val). Resumable:
@@ -93,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rhos", default="0,0.5,1,1.5,2,3", help="DisAlign rho sweep ('' to skip)")
     p.add_argument("--stage1-epochs", type=int, default=30)
     p.add_argument("--hflip", action="store_true")
+    p.add_argument("--head", default="linear", choices=["linear", "cosine"],
+                   help="stage 1's classifier (cosine: the paper's DisAlign* rows)")
     p.add_argument("--min-steps", type=int, default=1000)
     p.add_argument("--time-cache", action="store_true", help="also time DisAlign stage 2 without the cache")
     return p
@@ -117,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(folder, exist_ok=True)
         stage1 = os.path.join(folder, "stage1.pt")
         ensure_model(stage1, ["stage1", "--data", args.data, "--out", stage1, "--seed", str(seed),
-                              "--epochs", str(args.stage1_epochs)] + (["--hflip"] if args.hflip else []))
+                              "--epochs", str(args.stage1_epochs), "--head", args.head]
+                     + (["--hflip"] if args.hflip else []))
         if method == "stage1":
             results[(seed, "stage1", None)] = ensure_eval(stage1, args.data)
             continue

@@ -40,11 +40,13 @@ def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     from benchmarks.run_accuracy import main
 
     out = tmp_path / "acc"
-    argv = ["--data", str(digits), "--out", str(out), "--seeds", "2", "--methods", "disalign,logit-adjust",
-            "--rhos", "0,1", "--stage1-epochs", "1", "--min-steps", "10"]
+    argv = ["--data", str(digits), "--out", str(out), "--seeds", "2", "--methods", "disalign,logit-adjust,auto",
+            "--rhos", "0,1", "--stage1-epochs", "1", "--min-steps", "10", "--head", "cosine"]
     assert main(argv) == 0
     doc = json.loads((out / "table.json").read_text())
-    assert set(doc["table"]) == {"stage1", "disalign", "logit-adjust"}
+    assert set(doc["table"]) == {"stage1", "disalign", "logit-adjust", "auto"}
+    assert [r["seed"] for r in doc["auto"]] == [0, 1] and all(r["best_single"] != "auto" for r in doc["auto"])
+    assert "--method auto against the best single method" in (out / "table.md").read_text()
     mean, std = doc["table"]["disalign"]["top1"]
     assert 0 <= mean <= 1 and std >= 0
     assert set(doc["rho_sweep"]) == {"rho 0", "rho 1"}
