@@ -30,7 +30,7 @@ def auto_run(models, digits, tmp_path_factory):
     return out, root / "few.pt"
 
 
-def test_auto_keeps_the_first_best_on_val_and_records_the_comparison(auto_run, digits, tmp_path):
+def test_auto_keeps_the_first_best_on_val_and_records_the_comparison(auto_run, digits, tmp_path, capsys):
     ck = read_checkpoint(str(auto_run[0]))
     rows = ck.history["auto"]["candidates"]
     assert [r["candidate"] for r in rows] == [*AUTO_ORDER, *(f"disalign rho={r}" for r in AUTO_RHO)]
@@ -49,6 +49,10 @@ def test_auto_keeps_the_first_best_on_val_and_records_the_comparison(auto_run, d
     assert export([str(auto_run[0]), "-o", str(onnx), "--data", str(digits)]) == 0
     r = CliRunner().invoke(cli, ["info", "--engine", str(onnx)])
     assert r.exit_code == 0 and f"chosen:        {chosen['candidate']} by val top1" in r.output
+    from training.evaluate import main as evaluate
+    capsys.readouterr()
+    assert evaluate([str(auto_run[0]), "--data", str(digits)]) == 0
+    assert f"calibration chosen by --method auto: {chosen['candidate']} by val top1" in capsys.readouterr().out
 
 
 def test_auto_refuses_an_unknown_selection(models, digits, tmp_path, capsys):

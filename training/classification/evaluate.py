@@ -10,11 +10,10 @@ import sys
 import numpy as np
 
 from ltdeploy.datasets.lists import read_split
-from ltdeploy.description_text import auto_choice_text
 from ltdeploy.errors import LtDeployError
 from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from ltdeploy.files import write_json
-from training.core.reports import model_name
+from training.core.reports import model_name, print_auto_choice
 
 
 def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -> dict:
@@ -104,8 +103,7 @@ def _print_table(args: argparse.Namespace, split: str, out: dict, acc: dict, com
     print(f"{split}: {len(out['labels'])} images, {desc.num_classes} classes; groups by training images: "
           f"many > {many} ({acc['many_classes']}), medium {few}-{many} ({acc['medium_classes']}), "
           f"few < {few} ({acc['few_classes']})")
-    if "auto" in desc.calibration:
-        print(f"calibration chosen by --method auto: {auto_choice_text(desc.calibration)}")
+    print_auto_choice(desc.calibration)
     print(ACCURACY_HEADER)
     if compare is not None:
         print(format_accuracy(compare["name"], compare["acc"]))

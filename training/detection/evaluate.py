@@ -15,6 +15,7 @@ from ltdeploy.evaluation.detection import PREDICTOR_OPTIONS, check_categories, e
 from ltdeploy.evaluation.lvis_ap import lvis_ap, lvis_ground_truth
 from ltdeploy.files import write_json
 from ltdeploy.metadata import ModelDescription
+from training.core.reports import print_auto_choice
 from training.detection.data import LVISDataset
 from training.detection.pcb import pairwise_bias
 
@@ -106,6 +107,7 @@ def report(args: argparse.Namespace) -> int:
     desc = res["description"]
     print(f"{split}: {res['images']} images, {desc.num_classes} categories; groups by training images: "
           f"rare 1-10, common 11-100, frequent > 100; {res['detections']} detections (<= 300 per image)")
+    print_auto_choice(desc.calibration)
     print_det_table(runs)
     if args.json:
         write_json(args.json, {"model": args.model, "split": split, "calibration": desc.calibration,

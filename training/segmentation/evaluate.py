@@ -19,7 +19,7 @@ from ltdeploy.evaluation.segmentation import LabelFn, engine_labels
 from ltdeploy.evaluation.segmentation import seg_confusion as confusion
 from ltdeploy.files import write_json
 from ltdeploy.metadata import ModelDescription
-from training.core.reports import model_name
+from training.core.reports import model_name, print_auto_choice
 
 SEG_HEADER = f"{'model':<28} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}   {'mAcc':>6} {'head':>6} " \
              f"{'body':>6} {'tail':>6}"
@@ -87,6 +87,7 @@ def report(args: argparse.Namespace) -> int:
     print(f"{split}: {res['images']} images, {desc.num_classes} classes; groups by training pixel share: "
           f"head > {above / total:.2%} ({res['head_classes']}), body ({res['body_classes']}), "
           f"tail < {below / total:.2%} ({res['tail_classes']})")
+    print_auto_choice(desc.calibration)
     print(SEG_HEADER)
     for path, r in runs:
         print(format_seg_scores(os.path.basename(path), r))
