@@ -101,17 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train, calibrate, evaluate, tabulate, plot."""
-    p = build_parser()
-    args = p.parse_args(argv)
-    methods = [m for m in args.methods.split(",") if m]
-    unknown = [m for m in methods if m not in METHODS and m != "auto"]
-    if unknown:
-        p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}, auto")
-    rhos = [float(r) for r in args.rhos.split(",") if r]
-    os.makedirs(args.out, exist_ok=True)
-
+def run_all(args: argparse.Namespace, methods: list[str], rhos: list[float]) -> dict[tuple, dict]:
+    """Train (or reuse) every (seed, method, rho) run and evaluate it on test."""
     runs = [(s, m, None) for s in range(args.seeds) for m in ["stage1"] + methods] + \
            [(s, "disalign", r) for s in range(args.seeds) for r in rhos]
     results: dict[tuple, dict] = {}
@@ -131,6 +122,21 @@ def main(argv: list[str] | None = None) -> int:
         ensure_model(ckpt, ["stage2", "--method", method, "--checkpoint", stage1, "--data", args.data, "--out",
                             ckpt, "--seed", str(seed), "--min-steps", str(args.min_steps)] + extra)
         results[(seed, method, rho)] = ensure_eval(ckpt, args.data)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, calibrate, evaluate, tabulate, plot."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = [m for m in methods if m not in METHODS and m != "auto"]
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {', '.join(METHODS)}, auto")
+    rhos = [float(r) for r in args.rhos.split(",") if r]
+    os.makedirs(args.out, exist_ok=True)
+
+    results = run_all(args, methods, rhos)
 
     thresholds = results[(0, "stage1", None)]["thresholds"]
     table = {name: mean_std([results[(s, name, None)] for s in range(args.seeds)]) for name in ["stage1"] + methods}
