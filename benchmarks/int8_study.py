@@ -9,7 +9,8 @@ balanced and instance calibration sets with MinMax on the feature extractor for 
 the same for TensorRT (symmetric int8, scored here on ONNX Runtime), then entropy and percentile on the balanced
 set, then MinMax with every node the tool can quantize, and with 8-bit weights. TensorRT variants get a second
 row, `(unfused)`: the same graph run unoptimised, Quantize / Dequantize around float operators, the exact int8
-arithmetic TensorRT's kernels compute, without the 16-bit saturation of ONNX Runtime's AVX2 int8 kernels. Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
+arithmetic TensorRT's kernels compute, without the 16-bit saturation of ONNX Runtime's AVX2 int8 kernels.
+Writes `table.md` (the val table, differences to fp32 in points), `val.json` and
 `per_class.csv` into --out, and keeps the INT8 files there.
 """
 from __future__ import annotations
@@ -20,12 +21,10 @@ import time
 
 from ltdeploy.backends.onnxruntime import OnnxRuntimeBackend
 from ltdeploy.evaluation import report
-from ltdeploy.evaluation.command import score_engines
+from ltdeploy.evaluation.command import score_backend, score_engines
 from ltdeploy.files import write_json
-from ltdeploy.predictor import Predictor
 from ltdeploy.quantize.calibration_set import calibration_set
 from ltdeploy.quantize.qdq import load_model, quantize_int8
-from ltdeploy.tasks import evaluation_module
 
 VARIANTS = ("balanced:minmax:features:cpu", "instance:minmax:features:cpu", "balanced:minmax:features:tensorrt",
             "balanced:entropy:features:cpu", "balanced:percentile:features:cpu", "balanced:minmax:all:cpu",
@@ -46,10 +45,7 @@ def make_variant(engine: str, data: str, out: str, spec: str, images: int, split
 
 def unfused_scores(path: str, data: str, split: str | None):
     """The scores of `path` run without graph optimisation (no fused int8 kernels)."""
-    backend = OnnxRuntimeBackend(path, fused=False)
-    module = evaluation_module(backend.description.task)
-    predictor = Predictor(backend, **getattr(module, "PREDICTOR_OPTIONS", {}))
-    return module.evaluate(predictor, data, split or module.DEFAULT_SPLIT)
+    return score_backend(OnnxRuntimeBackend(path, fused=False), data, split)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,7 +188,8 @@ def auto_against_single(args: argparse.Namespace, methods: list[str], results: d
 def auto_text(rows: list[dict]) -> str:
     """The per-seed comparison as Markdown."""
     lines = ["### --method auto against the best single method (test top-1 %, chosen on val)", "",
-             "| seed | auto chose | auto | best single method on test | its top-1 | DisAlign |", "|---|---|---|---|---|---|"]
+             "| seed | auto chose | auto | best single method on test | its top-1 | DisAlign |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
         d = "-" if r["disalign"] is None else f"{100 * r['disalign']:.2f}"
         lines.append(f"| {r['seed']} | {r['chosen']} | {100 * r['auto']:.2f} | {r['best_single']} | "

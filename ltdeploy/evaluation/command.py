@@ -14,7 +14,6 @@ DEVICES = click.Choice(["auto", "cpu", "cuda", "tensorrt"])
 def score_engines(engines: list[str], data: str, split: str | None, device: str) -> list[tuple[str, object]]:
     """(name, Scores) for each engine on the same split; every engine must be of one task and class list."""
     from ltdeploy.predictor import Predictor
-    from ltdeploy.tasks import evaluation_module
 
     runs = []
     first = None
@@ -25,12 +24,20 @@ def score_engines(engines: list[str], data: str, split: str | None, device: str)
             raise ValueError(f"{path}: a {desc.task} model with {desc.num_classes} classes, but {engines[0]} is a "
                              f"{first.task} model with {first.num_classes}; val compares engines of one model")
         first = first or desc
-        module = evaluation_module(desc.task)
-        predictor = Predictor(probe.backend, **getattr(module, "PREDICTOR_OPTIONS", {}))
-        scores = module.evaluate(predictor, data, split or module.DEFAULT_SPLIT)
+        scores = score_backend(probe.backend, data, split)
         runs.append((_unique_name(path, [n for n, _ in runs]), scores))
         click.echo(f"scored {path} ({scores.images} images)", err=True)
     return runs
+
+
+def score_backend(backend, data: str, split: str | None):
+    """The task's Scores of one opened engine on `split` (default: the task's)."""
+    from ltdeploy.predictor import Predictor
+    from ltdeploy.tasks import evaluation_module
+
+    module = evaluation_module(backend.description.task)
+    predictor = Predictor(backend, **getattr(module, "PREDICTOR_OPTIONS", {}))
+    return module.evaluate(predictor, data, split or module.DEFAULT_SPLIT)
 
 
 def _unique_name(path: str, taken: list[str]) -> str:

@@ -50,5 +50,5 @@ def quantize(onnx_file: str, output: str, calib: str, calib_split: str, calib_im
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     size = os.path.getsize(output) / 1e6
-    click.echo(f"wrote {output} ({size:.2f} MB, int8 QDQ for {target}, {precision['quantize_nodes']} QuantizeLinear nodes, "
-               f"{method}, {len(paths)} calibration images)")
+    click.echo(f"wrote {output} ({size:.2f} MB, int8 QDQ for {target}, {precision['quantize_nodes']} QuantizeLinear "
+               f"nodes, {method}, {len(paths)} calibration images)")

@@ -40,7 +40,7 @@ def run_auto(task: "Task", cfg: Stage2Config) -> int:
         print(f"error: {task.name} selects by {', '.join(task.auto_select)}, not {select}", file=sys.stderr)
         return 2
     key = task.auto_select[select]
-    best, best_score, rows = None, float("-inf"), []
+    best, chosen, rows = None, None, []
     for method, overrides in task.auto_candidates(cfg):
         label = candidate_label(method, overrides)
         print(f"auto: {label}")
@@ -54,14 +54,12 @@ def run_auto(task: "Task", cfg: Stage2Config) -> int:
             return 2
         rows.append({"candidate": label, "method": method, **overrides, "val": score,
                      "seconds": fitted.seconds})
-        if score > best_score:
-            best, best_score = fitted, score
-    chosen = next(r for r in rows if r["val"] == best_score)
-    others = [r for r in rows if r is not chosen]
-    runner = max(others, key=lambda r: r["val"], default=None)
-    record = {"select": select, "chosen": chosen["candidate"], "val": round(best_score, 6),
+        if chosen is None or score > chosen["val"]:  # strictly higher: a tie keeps the cheaper graph
+            best, chosen = fitted, rows[-1]
+    runner = max((r for r in rows if r is not chosen), key=lambda r: r["val"], default=None)
+    record = {"select": select, "chosen": chosen["candidate"], "val": round(chosen["val"], 6),
               "runner_up": runner and runner["candidate"],
-              "margin": runner and round(best_score - runner["val"], 6), "candidates": len(rows)}
+              "margin": runner and round(chosen["val"] - runner["val"], 6), "candidates": len(rows)}
     best.description = dataclasses.replace(best.description,
                                            calibration={**best.description.calibration, "auto": record})
     best.history["auto"] = {"select": select, "key": key, "split": "val", "candidates": rows}
