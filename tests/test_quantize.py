@@ -1,6 +1,7 @@
 """`ltdeploy quantize`: class-balanced calibration sets, a QDQ graph with only the feature extractor in int8,
 the record the INT8 model carries, its accuracy against fp32, the TensorRT build flags, and bad input."""
 import json
+import os
 
 import numpy as np
 import onnx
@@ -18,8 +19,14 @@ def quantize(*args: str):
 @pytest.fixture(scope="module")
 def int8(models, digits, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "folded.int8.onnx"
-    r = quantize(str(models["folded"]), "-o", str(out), "--calib", str(digits), "--calib-images", "32")
+    cwd, here = os.getcwd(), tmp_path_factory.mktemp("cwd")
+    os.chdir(here)  # the quantization tool's temporary models must never land where the user stands
+    try:
+        r = quantize(str(models["folded"]), "-o", str(out), "--calib", str(digits), "--calib-images", "32")
+    finally:
+        os.chdir(cwd)
     assert r.exit_code == 0, r.output
+    assert list(here.iterdir()) == [] and sorted(p.name for p in out.parent.iterdir()) == [out.name]
     return out
 
 
