@@ -132,3 +132,15 @@ def test_int8_plan_is_strongly_typed_without_precision_flags(fake_trt, int8, mod
     assert fake_trt.BuilderFlag.INT8 not in config.flags and fake_trt.BuilderFlag.FP16 not in config.flags
     with pytest.raises(EngineError, match="without --fp16"):
         build_plan(str(trt_int8), str(tmp_path / "h.trt"), fp16=True)
+
+
+def test_conv_profile_splits_engine_time_by_kind_of_convolution(int8, models, capsys):
+    from benchmarks.conv_profile import KINDS, main, profile
+
+    fp32 = profile(str(models["folded"]), batch=2, threads=1, runs=5)
+    assert set(fp32) == {*KINDS, "run"} and fp32["stem"] > 0 and fp32["pointwise / full"] > 0
+    assert fp32["depthwise"] == 0  # the small CNN has none
+    assert sum(fp32[k] for k in KINDS) <= fp32["run"]  # node kernels inside the session run
+    assert main(["--engine", str(models["folded"]), "--engine", str(int8), "--runs", "3", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith("| ratio 2 |") and len(lines) == 3 + len(KINDS) + 1
