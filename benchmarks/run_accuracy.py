@@ -3,9 +3,12 @@ sweep, the plots, and optionally stage-2 time with and without the feature cache
 
     python benchmarks/run_accuracy.py --data data/shapes-lt --seeds 3 --out runs/accuracy/shapes-lt
     python benchmarks/run_accuracy.py --data data/shapes-lt --seeds 3 --head cosine --out runs/accuracy/shapes-lt-cos
+    python benchmarks/run_accuracy.py --data data/shapes-lt --stage1-from runs/accuracy/shapes-lt \
+        --stage2-args "--lr 0.02" --out runs/accuracy/shapes-lt-lr0.02   # another stage 2 on the same stage 1
 
 Each seed trains one stage-1 model; every method calibrates that same model and is evaluated on the
-balanced test split. Hyper-parameters are never chosen on test (tau-norm picks tau on val). Resumable:
+balanced test split; the val column is each run's own val score (what `--method auto` chooses by).
+Hyper-parameters are never chosen on test (tau-norm picks tau on val). Resumable:
 a run whose checkpoint and evaluation already exist under --out is reused (delete it to redo).
 """
 from __future__ import annotations
@@ -14,17 +17,17 @@ import argparse
 import contextlib
 import json
 import os
+import shlex
 import sys
 
 import numpy as np
 from tqdm import tqdm
 
+from benchmarks.accuracy_report import auto_against_single, auto_text, markdown, mean_std, plot_rho_sweep
 from ltdeploy.files import atomic_path
 from training.classification.evaluate import evaluate, write_plots
 from training.core.methods import METHODS
 from training.train import main as train
-
-GROUPS = ("top1", "many", "medium", "few")
 
 
 def quietly(log_path: str, fn, *args):
@@ -41,46 +44,24 @@ def ensure_model(path: str, argv: list[str]) -> None:
 
 
 def ensure_eval(model: str, data: str) -> dict:
-    """Evaluate on test unless the result exists; returns the accuracy dict."""
+    """Evaluate on test unless the result exists; returns the accuracy dict, with `val` (the run's val top-1)
+    and, for a stage-1 model, `train` (its training accuracy in the last epoch, augmented as it trained)."""
     path = os.path.splitext(model)[0] + ".eval.json"
-    if not os.path.exists(path):
-        _, acc = quietly(model + ".log", evaluate, model, data)
+    acc = None
+    if os.path.exists(path):
+        with open(path) as f:
+            acc = json.load(f)
+    if acc is None or "val" not in acc:  # results of an earlier version lack the run's own records
+        import torch
+
+        acc = acc or quietly(model + ".log", evaluate, model, data)[1]
+        history = torch.load(model, weights_only=True)["history"]
+        stage1 = history.get("stage1")
+        val = (stage1 or history).get("val") or {}
+        acc.update(val=val.get("top1"), train=stage1["epochs"][-1].get("train_acc") if stage1 else None)
         with atomic_path(path) as tmp, open(tmp, "w") as f:
             json.dump(acc, f)
-    with open(path) as f:
-        return json.load(f)
-
-
-def mean_std(rows: list[dict]) -> dict:
-    """Mean and std over seeds of each metric (None where a group has no classes)."""
-    out = {}
-    for g in GROUPS:
-        vals = [r[g] for r in rows if r[g] is not None]
-        out[g] = (float(np.mean(vals)), float(np.std(vals))) if vals else None
-    return out
-
-
-def markdown(title: str, table: dict[str, dict], seeds: int, thresholds: dict) -> str:
-    """The table as Markdown: mean ± std in %."""
-    lines = [f"### {title}", "", f"Test top-1 (%), mean ± std over {seeds} seeds; many > {thresholds['many_above']}, "
-             f"few < {thresholds['few_below']} training images.", "",
-             "| method | overall | many | medium | few |", "|---|---|---|---|---|"]
-    for name, stats in table.items():
-        cells = ["-" if stats[g] is None else f"{100 * stats[g][0]:.2f} ± {100 * stats[g][1]:.2f}" for g in GROUPS]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def plot_rho_sweep(rhos: list[float], sweep: dict, path: str) -> None:
-    """Accuracy (mean and spread over seeds) of each group against rho, as a PNG."""
-    from ltdeploy.evaluation.plots import rho_curve
-
-    lines = {}
-    for g in GROUPS:
-        stats = [sweep[f"rho {r:g}"][g] for r in rhos]
-        if all(stats):
-            lines["overall" if g == "top1" else g] = ([m for m, _ in stats], [s for _, s in stats])
-    rho_curve(rhos, lines, path)
+    return acc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", default="linear", choices=["linear", "cosine"],
                    help="stage 1's classifier (cosine: the paper's DisAlign* rows)")
     p.add_argument("--min-steps", type=int, default=1000)
+    p.add_argument("--stage1-args", default="", help="more stage-1 options, e.g. '--shift 6' (one quoted string)")
+    p.add_argument("--stage2-args", default="", help="more options for every stage-2 run, e.g. '--lr 0.02'")
+    p.add_argument("--stage1-from", default=None,
+                   help="calibrate the stage-1 models of an earlier run (its --out) instead of training new ones")
     p.add_argument("--time-cache", action="store_true", help="also time DisAlign stage 2 without the cache")
     return p
 
@@ -109,10 +94,12 @@ def run_all(args: argparse.Namespace, methods: list[str], rhos: list[float]) -> 
     for seed, method, rho in tqdm(runs, desc="runs", unit="run"):
         folder = os.path.join(args.out, f"seed{seed}")
         os.makedirs(folder, exist_ok=True)
-        stage1 = os.path.join(folder, "stage1.pt")
+        stage1 = os.path.join(args.stage1_from or args.out, f"seed{seed}", "stage1.pt")
+        if args.stage1_from and not os.path.exists(stage1):
+            raise SystemExit(f"error: {stage1} does not exist (--stage1-from)")
         ensure_model(stage1, ["stage1", "--data", args.data, "--out", stage1, "--seed", str(seed),
                               "--epochs", str(args.stage1_epochs), "--head", args.head]
-                     + (["--hflip"] if args.hflip else []))
+                     + (["--hflip"] if args.hflip else []) + shlex.split(args.stage1_args))
         if method == "stage1":
             results[(seed, "stage1", None)] = ensure_eval(stage1, args.data)
             continue
@@ -120,7 +107,8 @@ def run_all(args: argparse.Namespace, methods: list[str], rhos: list[float]) -> 
         ckpt = os.path.join(folder, f"{name}.pt")
         extra = ["--rho", str(rho)] if rho is not None else []
         ensure_model(ckpt, ["stage2", "--method", method, "--checkpoint", stage1, "--data", args.data, "--out",
-                            ckpt, "--seed", str(seed), "--min-steps", str(args.min_steps)] + extra)
+                            ckpt, "--seed", str(seed), "--min-steps", str(args.min_steps)] + extra
+                     + shlex.split(args.stage2_args))
         results[(seed, method, rho)] = ensure_eval(ckpt, args.data)
     return results
 
@@ -140,12 +128,18 @@ def main(argv: list[str] | None = None) -> int:
 
     thresholds = results[(0, "stage1", None)]["thresholds"]
     table = {name: mean_std([results[(s, name, None)] for s in range(args.seeds)]) for name in ["stage1"] + methods}
+    train = [results[(s, "stage1", None)].get("train") for s in range(args.seeds)]
     report = {"data": args.data, "seeds": args.seeds, "thresholds": thresholds, "table": table,
+              "stage1_train_top1": float(np.mean(train)) if None not in train else None,
+              "stage1_args": args.stage1_args, "stage2_args": args.stage2_args, "stage1_from": args.stage1_from,
               "methods": {m: METHODS[m].summary if m in METHODS else "best on val of every method" for m in methods}}
     text = markdown(f"{os.path.basename(os.path.normpath(args.data))}: stage-2 methods on the same stage-1 models",
                     table, args.seeds, thresholds)
+    if report["stage1_train_top1"] is not None:
+        text += (f"\nStage 1's training accuracy in its last epoch (augmented as it trained), mean over seeds: "
+                 f"{100 * report['stage1_train_top1']:.2f}%.\n")
     if "auto" in methods:
-        report["auto"] = auto_against_single(args, methods, results)
+        report["auto"] = auto_against_single(args.out, args.seeds, methods, results)
         text += "\n" + auto_text(report["auto"])
     if rhos:
         sweep = {f"rho {r:g}": mean_std([results[(s, "disalign", r)] for s in range(args.seeds)]) for r in rhos}
@@ -170,33 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def auto_against_single(args: argparse.Namespace, methods: list[str], results: dict) -> list[dict]:
-    """Per seed: what auto chose (on val), its test top-1, the best single method's on test, DisAlign's."""
-    import torch
-
-    rows = []
-    for seed in range(args.seeds):
-        ckpt = os.path.join(args.out, f"seed{seed}", "auto.pt")
-        chosen = torch.load(ckpt, weights_only=True)["description"]["calibration"]["auto"]["chosen"]
-        single = {m: results[(seed, m, None)]["top1"] for m in methods if m not in ("auto",)}
-        best = max(single, key=single.get)
-        rows.append({"seed": seed, "chosen": chosen, "auto": results[(seed, "auto", None)]["top1"],
-                     "best_single": best, "best_single_top1": single[best], "disalign": single.get("disalign")})
-    return rows
-
-
-def auto_text(rows: list[dict]) -> str:
-    """The per-seed comparison as Markdown."""
-    lines = ["### --method auto against the best single method (test top-1 %, chosen on val)", "",
-             "| seed | auto chose | auto | best single method on test | its top-1 | DisAlign |",
-             "|---|---|---|---|---|---|"]
-    for r in rows:
-        d = "-" if r["disalign"] is None else f"{100 * r['disalign']:.2f}"
-        lines.append(f"| {r['seed']} | {r['chosen']} | {100 * r['auto']:.2f} | {r['best_single']} | "
-                     f"{100 * r['best_single_top1']:.2f} | {d} |")
-    return "\n".join(lines) + "\n"
-
-
 def time_cache(args: argparse.Namespace) -> dict:
     """Wall time of DisAlign stage 2 on seed 0: cold cache (features extracted once, included), warm cache
     (features from the on-disk cache an earlier method wrote), and no cache (recomputed every epoch)."""
@@ -205,7 +172,7 @@ def time_cache(args: argparse.Namespace) -> dict:
     import torch
 
     folder = os.path.join(args.out, "seed0")
-    stage1 = os.path.join(folder, "stage1.pt")
+    stage1 = os.path.join(args.stage1_from or args.out, "seed0", "stage1.pt")
     shutil.rmtree(stage1 + ".features", ignore_errors=True)  # derived data: start cold
     times = {}
     for label, flag in (("cold_cache", []), ("warm_cache", []), ("no_cache", ["--no-cache"])):

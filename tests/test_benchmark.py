@@ -3,6 +3,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from benchmarks.run_latency import main as latency
 
@@ -53,9 +54,19 @@ def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     assert "| disalign |" in (out / "table.md").read_text()
     for png in ("rho_curve.png", "disalign_per_class.png", "disalign_confusion.png", "disalign_sigma.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert 0 <= doc["table"]["disalign"]["val"] <= 1 and 0 <= doc["stage1_train_top1"] <= 1
+    assert "| method | overall | many | medium | few | val |" in (out / "table.md").read_text()
     stamp = (out / "seed0" / "stage1.pt").stat().st_mtime_ns
     assert main(argv) == 0  # resumed: finished runs are reused, not retrained
     assert (out / "seed0" / "stage1.pt").stat().st_mtime_ns == stamp
+    # another stage 2 on the same stage-1 models: nothing of stage 1 is trained again
+    other = tmp_path / "lr"
+    assert main(["--data", str(digits), "--out", str(other), "--seeds", "2", "--methods", "crt", "--rhos", "",
+                 "--min-steps", "10", "--stage1-from", str(out), "--stage2-args", "--lr 0.02"]) == 0
+    assert not (other / "seed0" / "stage1.pt").exists() and (out / "seed0" / "stage1.pt").stat().st_mtime_ns == stamp
+    ckpt = torch.load(other / "seed1" / "crt.pt", weights_only=True)
+    assert ckpt["history"]["args"]["lr"] == 0.02
+    assert json.loads((other / "table.json").read_text())["stage1_from"] == str(out)
 
 
 def test_evaluate_writes_plots(models, digits, tmp_path):

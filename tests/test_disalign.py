@@ -65,3 +65,24 @@ def test_freeze_stage1_keeps_batchnorm_statistics_and_weights():
     assert changed and all(k.startswith("calibrator.") for k in changed), changed
     assert {n for n, p in model.named_parameters() if p.requires_grad} == \
         {"calibrator.alpha", "calibrator.beta", "calibrator.confidence.weight", "calibrator.confidence.bias"}
+
+
+def test_linear_probe_trains_only_the_head(digits, seg_runs, tmp_path, capsys):
+    from training.train import main as train
+
+    out = tmp_path / "probe.pt"
+    assert train(["stage1", "--data", str(digits), "--out", str(out), "--epochs", "1", "--freeze-backbone",
+                  "--seed", "3"]) == 0
+    ck = torch.load(out, weights_only=True)
+    torch.manual_seed(3)  # the same initial model the run built
+    fresh = LTClassifier("small_cnn", "linear", 10).state_dict()
+    state = ck["state_dict"]
+    backbone = [k for k in fresh if k.startswith("backbone.")]
+    assert any("running_mean" in k for k in backbone)  # BatchNorm statistics are among what must not move
+    assert all(torch.equal(state[k], fresh[k]) for k in backbone)
+    assert not torch.equal(state["head.weight"], fresh["head.weight"])
+    assert ck["description"]["provenance"]["frozen_backbone"] is True
+    data, _ = seg_runs
+    capsys.readouterr()
+    assert train(["stage1", "--data", str(data), "--out", str(tmp_path / "seg.pt"), "--freeze-backbone"]) == 2
+    assert "--freeze-backbone is for classification" in capsys.readouterr().err and not (tmp_path / "seg.pt").exists()

@@ -40,6 +40,7 @@ class Stage1Config(CommonConfig):
     backbone: str = ""
     head: str = "linear"
     pretrained: bool = False
+    freeze_backbone: bool = False
     input_size: int | None = None
     resize_short: int | None = None
     interpolation: str | None = None

@@ -75,6 +75,7 @@ class Task:
     # --select names → the val score each reads (the first is the default; dotted keys read nested scores)
     auto_candidates: Callable[[Stage2Config], list[tuple[str, dict]]] | None = None
     auto_select: Mapping[str, str] = field(default_factory=dict)
+    linear_probe: bool = False  # stage 1 takes --freeze-backbone
 
 
 def dataset_folder(data: str | None, provenance: dict) -> str:

@@ -75,6 +75,8 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
     s1.add_argument("--head", default="linear", choices=list(HEADS))
     s1.add_argument("--pretrained", action="store_true",
                     help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0, lite0_fpn)")
+    s1.add_argument("--freeze-backbone", action="store_true",
+                    help="classification: train only the head on the frozen (pretrained) backbone, a linear probe")
     s1.add_argument("--epochs", type=int, default=None, help="default 30 (detection 12)")
     s1.add_argument("--input-size", type=int, default=None)
     s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
@@ -138,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage == "stage1":
         if (args.many is None) != (args.few is None):
             print("error: give both --many and --few, or neither", file=sys.stderr)
+            return 2
+        if args.freeze_backbone and not task.linear_probe:
+            print(f"error: --freeze-backbone is for classification; {args.data} is {task.name} data", file=sys.stderr)
             return 2
         args.backbone = args.backbone or task.models[0]
         if args.backbone not in task.models:

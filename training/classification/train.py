@@ -49,8 +49,12 @@ def stage1(cfg: Stage1Config) -> int:
     pre = preprocess_for(cfg)
     thresholds = (cfg.many, cfg.few) if cfg.many is not None else default_group_thresholds(counts)
     model = LTClassifier(cfg.backbone, cfg.head, train.num_classes, pretrained=cfg.pretrained)
-    print(f"stage 1: {cfg.backbone} + {cfg.head} head, {train.num_classes} classes, {len(train.paths)} train "
-          f"images ({max(counts)}..{min(counts)} per class), input {pre.input_size}")
+    if cfg.freeze_backbone:  # a linear probe: the backbone (BatchNorm statistics included) stays as loaded
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    print(f"stage 1: {cfg.backbone}{' (frozen)' if cfg.freeze_backbone else ''} + {cfg.head} head, "
+          f"{train.num_classes} classes, {len(train.paths)} train images ({max(counts)}..{min(counts)} per class), "
+          f"input {pre.input_size}")
     loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                          desc="train")
     history = train_stage1(model, loader, cfg)
@@ -59,7 +63,8 @@ def stage1(cfg: Stage1Config) -> int:
                             group_thresholds=thresholds, preprocess=pre, input_name="images",
                             output_names=["logits"], calibration={"method": "none"},
                             provenance=provenance(cfg, "stage1", backbone=cfg.backbone, head=cfg.head,
-                                                  pretrained=cfg.pretrained, epochs=cfg.epochs))
+                                                  pretrained=cfg.pretrained, frozen_backbone=cfg.freeze_backbone,
+                                                  epochs=cfg.epochs))
     finish_stage1(cfg, model, desc, history, lambda m, d, name: validate(m, cfg.data, d, name))
     return 0
 

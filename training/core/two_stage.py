@@ -30,10 +30,11 @@ class TwoStageModel(nn.Module):
             m.eval()
 
     def train(self, mode: bool = True) -> "TwoStageModel":
-        """Train mode for the calibrator only once stage 1 is frozen (keeps BatchNorm in eval)."""
+        """Train mode, except for the frozen parts of stage 1 (all of it in stage 2, the backbone of a linear
+        probe), which stay in eval so their BatchNorm statistics never move."""
         super().train(mode)
-        frozen = not any(p.requires_grad for m in self.stage1_modules() for p in m.parameters())
-        if mode and frozen:
+        if mode:
             for m in self.stage1_modules():
-                m.eval()
+                if not any(p.requires_grad for p in m.parameters()):
+                    m.eval()
         return self
