@@ -102,3 +102,20 @@ def test_make_seg_models_writes_both_checkpoints(tmp_path):
     stage1, disalign = (read_checkpoint(str(tmp_path / f"{n}.pt")) for n in ("stage1", "disalign"))
     assert stage1.description.num_classes == disalign.description.num_classes == 7
     assert stage1.model.calibrator is None and disalign.description.calibration["method"] == "disalign"
+
+
+def test_recipe_study_tabulates_variants_on_shared_stage1(digits, tmp_path):
+    from benchmarks.recipe_study import main
+
+    out = tmp_path / "recipe"
+    assert main(["--data", str(digits), "--out", str(out), "--seeds", "1", "--stage1-epochs", "1",
+                 "--min-steps", "10", "--variants", "stage 2: lr 0.02", "--methods", "crt,logit-adjust",
+                 "--no-auto"]) == 0
+    doc = json.loads((out / "recipe.json").read_text())
+    assert list(doc["variants"]) == ["default", "stage 2: lr 0.02"]  # the default comes along for its stage 1
+    assert not (out / "stage-2-lr-0.02" / "seed0" / "stage1.pt").exists()
+    text = (out / "recipe.md").read_text()
+    assert text.startswith("test top-1") and "\nval top-1" in text
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith(("| default |", "| stage 2: lr"))]
+    assert len(rows) == 4 and rows[0][1:3] == rows[1][1:3]  # the same stage 1: its train and test cells agree
+    assert set(doc["variants"]["default"]["table"]) == {"stage1", "crt", "logit-adjust"}
