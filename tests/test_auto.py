@@ -59,3 +59,27 @@ def test_auto_refuses_an_unknown_selection(models, digits, tmp_path, capsys):
     assert train(["stage2", "--method", "auto", "--checkpoint", str(models["stage1"]), "--data", str(digits),
                   "--out", str(tmp_path / "x.pt"), "--select", "apr"]) == 2
     assert "selects by top1, few, medium, many" in capsys.readouterr().err and not (tmp_path / "x.pt").exists()
+
+
+def test_detection_tries_each_rho_at_the_run_lr_and_at_a_larger_one():
+    from training.config import Stage2Config
+    from training.tasks import get_task
+
+    det = get_task("detection")
+    found = det.auto_candidates(Stage2Config(lr=0.01, warmup=100))
+    assert [o["rho"] for _, o in found] == [0.5, 0.8, 1.2] * 2
+    assert [o.get("lr") for _, o in found] == [None] * 3 + [0.2] * 3 and found[3][1]["warmup"] == 10
+    assert len(det.auto_candidates(Stage2Config(lr=0.2, warmup=10))) == 3  # that setting is the run's own
+
+
+def test_segmentation_auto_keeps_the_best_rho_on_val(seg_runs, tmp_path):
+    data, paths = seg_runs
+    out = tmp_path / "auto.pt"
+    assert train(["stage2", "--method", "auto", "--select", "tail", "--checkpoint", str(paths["stage1"]),
+                  "--data", str(data), "--out", str(out), "--min-steps", "5", "--batch-size", "8"]) == 0
+    ck = read_checkpoint(str(out))
+    rows = ck.history["auto"]["candidates"]
+    assert [r["rho"] for r in rows] == [0.3, 0.6, 1.0]
+    best = max(r["val"] for r in rows)
+    assert ck.description.calibration["auto"]["chosen"] == next(r for r in rows if r["val"] == best)["candidate"]
+    assert ck.history["val"]["tail_mIoU"] == pytest.approx(best)

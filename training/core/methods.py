@@ -114,9 +114,14 @@ def classification_candidates(cfg: TrainConfig) -> list[tuple[str, dict]]:
     return [(m, {}) for m in AUTO_ORDER] + [("disalign", {"rho": r}) for r in AUTO_RHO]
 
 
-def rho_candidates(grid: tuple[float, ...]) -> Callable[[TrainConfig], list[tuple[str, dict]]]:
-    """DisAlign at each rho of `grid` (segmentation, detection)."""
-    return lambda cfg: [("disalign", {"rho": r}) for r in grid]
+def rho_candidates(grid: tuple[float, ...], settings: tuple[dict, ...] = ({},)
+                   ) -> Callable[[TrainConfig], list[tuple[str, dict]]]:
+    """DisAlign at each rho of `grid` (segmentation, detection), under each of `settings` (other stage-2
+    settings to try as well; {} is the run's own, and a setting the run already has is not tried twice)."""
+    def candidates(cfg: TrainConfig) -> list[tuple[str, dict]]:
+        kept = [s for s in settings if not s or any(getattr(cfg, k) != v for k, v in s.items())]
+        return [("disalign", {"rho": r, **s}) for s in kept for r in grid]
+    return candidates
 
 
 # Segmentation calibrates every pixel (PixelDisAlign); seg_engine.py fits them with pixel-count G-RW.
