@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ltdeploy.datasets.lists import read_split
 from training.core.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
 from training.core.heads import CosineHead, LinearHead
 from training.core.methods import METHODS, build_calibrator
@@ -106,7 +107,7 @@ def test_feature_cache_on_disk_is_reused_and_exact(models, digits, tmp_path):
     base = ["stage2", "--checkpoint", str(stage1), "--data", str(digits), "--min-steps", "30"]
     assert train(base + ["--out", str(outs[0])]) == 0
     cache = sorted((tmp_path / "stage1.pt.features").iterdir())
-    assert [p.name.split("-")[0] for p in cache] == ["train"]
+    assert [p.name.split("-")[0] for p in cache] == ["train", "val"]  # val: the run's score
     stamp = cache[0].stat().st_mtime_ns
     assert train(base + ["--out", str(outs[1])]) == 0  # warm cache
     assert cache[0].stat().st_mtime_ns == stamp
@@ -114,3 +115,18 @@ def test_feature_cache_on_disk_is_reused_and_exact(models, digits, tmp_path):
     from training import load_checkpoint
     a, b, c = (load_checkpoint(str(o)).calibrator for o in outs)
     assert torch.equal(a.alpha, b.alpha) and torch.allclose(a.alpha, c.alpha, atol=1e-5)
+
+
+def test_stage2_val_score_from_cached_features_equals_the_images(models, digits, capsys):
+    from training.classification.features import Stage2Data
+    from training.classification.train import validate, validate_cached
+    from training.config import Stage2Config
+    from training.core.checkpoint import read_checkpoint
+
+    ck = read_checkpoint(str(models["disalign"]))
+    ck.model.eval()
+    train = read_split(str(digits), "train", num_classes=ck.description.num_classes)
+    data = Stage2Data(ck.model, train, ck.description.preprocess, Stage2Config(data=str(digits), no_cache=True))
+    cached = validate_cached(ck.model, data, ck.description, "disalign")
+    assert cached == validate(ck.model, str(digits), ck.description, "disalign")
+    assert 0 < cached["top1"] < 1

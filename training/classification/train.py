@@ -35,8 +35,20 @@ def validate(model: LTClassifier, data: str, desc: ModelDescription, name: str) 
     """Print and return long-tail accuracy on the validation split."""
     val = read_split(data, "val", num_classes=desc.num_classes)
     loader = make_loader(val, desc.preprocess, 256, shuffle=False, desc="val")
-    pred = predict_logits(model, loader).argmax(1).numpy()
-    acc = long_tail_accuracy(pred, val.labels, desc.class_counts, tuple(desc.group_thresholds))
+    return _val_report(predict_logits(model, loader).argmax(1).numpy(), val.labels, desc, name)
+
+
+def validate_cached(model: LTClassifier, data: Stage2Data, desc: ModelDescription, name: str) -> dict:
+    """`validate` of a model whose stage 1 is frozen, on the cached val features: stage 2 changes only what
+    follows the features, so every method scored on the same stage 1 skips the backbone."""
+    feats, labels = data.val_features()
+    with torch.no_grad():
+        pred = model.forward_head(feats).argmax(1).numpy()
+    return _val_report(pred, labels.numpy(), desc, name)
+
+
+def _val_report(pred, labels, desc: ModelDescription, name: str) -> dict:
+    acc = long_tail_accuracy(pred, labels, desc.class_counts, tuple(desc.group_thresholds))
     print(f"val: {ACCURACY_HEADER}\nval: {format_accuracy(name, acc)}")
     return {k: v for k, v in acc.items() if k != "per_class"}
 
@@ -94,5 +106,5 @@ def stage2_job(ck: Checkpoint, cfg: Stage2Config) -> Stage2Job:
 
     return Stage2Job(steps_per_epoch=data.steps_per_epoch if trained else None, banner=banner,
                      fit=lambda c: METHODS[c.method].fit(calibrator, model, data, c),
-                     validate=lambda m, d, name: validate(m, cfg.data, d, name),
+                     validate=lambda m, d, name: validate_cached(m, data, d, name),
                      calibration=calibration, class_counts=data.counts)
