@@ -83,3 +83,4 @@ def test_segmentation_auto_keeps_the_best_rho_on_val(seg_runs, tmp_path):
     best = max(r["val"] for r in rows)
     assert ck.description.calibration["auto"]["chosen"] == next(r for r in rows if r["val"] == best)["candidate"]
     assert ck.history["val"]["tail_mIoU"] == pytest.approx(best)
+    assert all(r["scores"]["tail_mIoU"] == r["val"] and "mIoU" in r["scores"] for r in rows)

@@ -30,6 +30,18 @@ def val_score(scores: dict | None, key: str) -> float | None:
     return None if scores is None else float(scores)
 
 
+def flat_scores(record: dict, prefix: str = "") -> dict[str, float]:
+    """The numbers of a val record, nested keys dotted ('box.APr'): every score of a candidate, kept beside
+    the one that chose."""
+    out: dict[str, float] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            out.update(flat_scores(value, f"{prefix}{key}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[f"{prefix}{key}"] = float(value)
+    return out
+
+
 def run_auto(task: "Task", cfg: Stage2Config) -> int:
     """Fit every candidate, keep the one with the best val score (`cfg.select`), save it."""
     if task.auto_candidates is None or not task.auto_select:
@@ -53,7 +65,7 @@ def run_auto(task: "Task", cfg: Stage2Config) -> int:
                   file=sys.stderr)
             return 2
         rows.append({"candidate": label, "method": method, **overrides, "val": score,
-                     "seconds": fitted.seconds})
+                     "scores": flat_scores(fitted.history["val"]), "seconds": fitted.seconds})
         if chosen is None or score > chosen["val"]:  # strictly higher: a tie keeps the cheaper graph
             best, chosen = fitted, rows[-1]
     runner = max((r for r in rows if r is not chosen), key=lambda r: r["val"], default=None)
