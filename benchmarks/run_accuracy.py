@@ -43,10 +43,11 @@ def ensure_model(path: str, argv: list[str]) -> None:
             raise RuntimeError(f"training failed, see {path}.log")
 
 
-def ensure_eval(model: str, data: str) -> dict:
-    """Evaluate on test unless the result exists; returns the accuracy dict, with `val` (the run's val top-1)
-    and, for a stage-1 model, `train` (its training accuracy in the last epoch, augmented as it trained)."""
-    path = os.path.splitext(model)[0] + ".eval.json"
+def ensure_eval(model: str, data: str, folder: str) -> dict:
+    """Evaluate on test unless the result exists in `folder`; returns the accuracy dict, with `val` (the run's
+    val top-1) and, for a stage-1 model, `train` (its training accuracy in the last epoch, augmented as it
+    trained)."""
+    path = os.path.join(folder, os.path.splitext(os.path.basename(model))[0] + ".eval.json")
     acc = None
     if os.path.exists(path):
         with open(path) as f:
@@ -101,7 +102,7 @@ def run_all(args: argparse.Namespace, methods: list[str], rhos: list[float]) -> 
                               "--epochs", str(args.stage1_epochs), "--head", args.head]
                      + (["--hflip"] if args.hflip else []) + shlex.split(args.stage1_args))
         if method == "stage1":
-            results[(seed, "stage1", None)] = ensure_eval(stage1, args.data)
+            results[(seed, "stage1", None)] = ensure_eval(stage1, args.data, folder)
             continue
         name = method if rho is None else f"disalign-rho{rho:g}"
         ckpt = os.path.join(folder, f"{name}.pt")
@@ -109,7 +110,7 @@ def run_all(args: argparse.Namespace, methods: list[str], rhos: list[float]) -> 
         ensure_model(ckpt, ["stage2", "--method", method, "--checkpoint", stage1, "--data", args.data, "--out",
                             ckpt, "--seed", str(seed), "--min-steps", str(args.min_steps)] + extra
                      + shlex.split(args.stage2_args))
-        results[(seed, method, rho)] = ensure_eval(ckpt, args.data)
+        results[(seed, method, rho)] = ensure_eval(ckpt, args.data, folder)
     return results
 
 

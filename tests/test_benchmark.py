@@ -64,6 +64,7 @@ def test_accuracy_runner_tabulates_resumes_and_plots(digits, tmp_path):
     assert main(["--data", str(digits), "--out", str(other), "--seeds", "2", "--methods", "crt", "--rhos", "",
                  "--min-steps", "10", "--stage1-from", str(out), "--stage2-args", "--lr 0.02"]) == 0
     assert not (other / "seed0" / "stage1.pt").exists() and (out / "seed0" / "stage1.pt").stat().st_mtime_ns == stamp
+    assert (other / "seed0" / "stage1.eval.json").exists()  # scored on this run's data, kept with this run
     ckpt = torch.load(other / "seed1" / "crt.pt", weights_only=True)
     assert ckpt["history"]["args"]["lr"] == 0.02
     assert json.loads((other / "table.json").read_text())["stage1_from"] == str(out)

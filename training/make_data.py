@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-max", type=int, default=200, help="shapes-lt only: images of the largest class")
     p.add_argument("--size", type=int, default=None, help="image side in pixels (shapes-lt 32, det-lt 128)")
     p.add_argument("--train-images", type=int, default=None, help="det-lt: 600; seg-lt: 400")
-    p.add_argument("--val-images", type=int, default=None, help="det-lt: 150; seg-lt: 100")
+    p.add_argument("--val-images", type=int, default=None,
+                   help="det-lt: 150; seg-lt: 100; shapes-lt: per class, 10 (the train split stays the same)")
     p.add_argument("--layout", default="ltdeploy",
                    help="det-lt: ltdeploy, lvis or coco; seg-lt: ltdeploy or ade20k (the download layouts)")
     args = p.parse_args(argv)

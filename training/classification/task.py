@@ -33,7 +33,7 @@ SYNTHETIC = {
                               _describe),
     "shapes-lt": SyntheticSet(lambda out, a: make_shapes_lt(out, imbalance=a.imbalance or 100.0, seed=a.seed,
                                                             num_classes=a.classes or 50, n_max=a.n_max,
-                                                            size=a.size or 32), _describe),
+                                                            n_val=a.val_images or 10, size=a.size or 32), _describe),
 }
 
 TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
