@@ -129,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
 
     thresholds = results[(0, "stage1", None)]["thresholds"]
     table = {name: mean_std([results[(s, name, None)] for s in range(args.seeds)]) for name in ["stage1"] + methods}
-    train = [results[(s, "stage1", None)].get("train") for s in range(args.seeds)]
+    fitted = [results[(s, "stage1", None)].get("train") for s in range(args.seeds)]
     report = {"data": args.data, "seeds": args.seeds, "thresholds": thresholds, "table": table,
-              "stage1_train_top1": float(np.mean(train)) if None not in train else None,
+              "stage1_train_top1": float(np.mean(fitted)) if None not in fitted else None,
               "stage1_args": args.stage1_args, "stage2_args": args.stage2_args, "stage1_from": args.stage1_from,
               "methods": {m: METHODS[m].summary if m in METHODS else "best on val of every method" for m in methods}}
     text = markdown(f"{os.path.basename(os.path.normpath(args.data))}: stage-2 methods on the same stage-1 models",
