@@ -71,4 +71,8 @@ def auto_choice_text(calibration: dict) -> str:
     candidates)'."""
     a = calibration.get("auto", {})
     over = f", +{a['margin']:.4f} over {a['runner_up']}" if a.get("runner_up") else ""
-    return f"{a.get('chosen')} by val {a.get('select')} {a.get('val', 0):.4f}{over} ({a.get('candidates')} candidates)"
+    noise = a.get("val_noise")
+    within = "" if noise is None else f"; val's standard error {noise:.4f}" + (
+        ", so the margin is within noise" if a.get("margin") is not None and a["margin"] < noise else "")
+    return (f"{a.get('chosen')} by val {a.get('select')} {a.get('val', 0):.4f}{over} ({a.get('candidates')} "
+            f"candidates{within})")

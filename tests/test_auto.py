@@ -40,8 +40,11 @@ def test_auto_keeps_the_first_best_on_val_and_records_the_comparison(auto_run, d
     assert record["chosen"] == chosen["candidate"] and ck.description.calibration["method"] == chosen["method"]
     assert record["select"] == "top1" and record["margin"] >= 0 and ck.history["auto"]["split"] == "val"
     assert ck.history["val"]["top1"] == pytest.approx(best)
+    n = ck.history["val"]["samples"]  # val's standard error of a balanced top-1, sqrt(p (1 - p) / n)
+    assert n == 200 and record["val_noise"] == pytest.approx((best * (1 - best) / n) ** 0.5, abs=1e-6)
     few = read_checkpoint(str(auto_run[1]))
     assert few.description.calibration["auto"]["select"] == "few"
+    assert "val_noise" not in few.description.calibration["auto"]  # no closed form for one group's accuracy
     assert few.history["val"]["few"] == pytest.approx(max(r["val"] for r in few.history["auto"]["candidates"]))
 
     from export.to_onnx import main as export
@@ -49,6 +52,7 @@ def test_auto_keeps_the_first_best_on_val_and_records_the_comparison(auto_run, d
     assert export([str(auto_run[0]), "-o", str(onnx), "--data", str(digits)]) == 0
     r = CliRunner().invoke(cli, ["info", "--engine", str(onnx)])
     assert r.exit_code == 0 and f"chosen:        {chosen['candidate']} by val top1" in r.output
+    assert f"val's standard error {record['val_noise']:.4f}" in r.output
     from training.evaluate import main as evaluate
     capsys.readouterr()
     assert evaluate([str(auto_run[0]), "--data", str(digits)]) == 0

@@ -17,6 +17,7 @@ def long_tail_accuracy(pred: np.ndarray, labels: np.ndarray, train_counts: list[
             per_class[c] = float((pred[m] == c).mean())
     groups = np.array([frequency_group(n, *thresholds) for n in train_counts])
     out = {"top1": float(np.nanmean(per_class)), "top1_samples": float((pred == labels).mean()),
+           "samples": len(labels),
            "thresholds": {"many_above": thresholds[0], "few_below": thresholds[1]}}
     for g in ("many", "medium", "few"):
         sel = per_class[groups == g]

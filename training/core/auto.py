@@ -6,6 +6,7 @@ comparison (history `auto`) and the choice (description `calibration.auto`, whic
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,18 @@ def flat_scores(record: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+def val_noise(scores: dict, key: str) -> float | None:
+    """The standard error of val's top-1, sqrt(p (1 - p) / n) over its n images (None for other scores).
+
+    Val splits hold the same number of images per class, so balanced top-1 is a plain mean over the n images
+    and the binomial error applies; a group's score (few, tail) averages too few classes for it."""
+    n = scores.get("samples")
+    if key != "top1" or not n:
+        return None
+    p = scores["top1"]
+    return math.sqrt(p * (1 - p) / n)
+
+
 def run_auto(task: "Task", cfg: Stage2Config) -> int:
     """Fit every candidate, keep the one with the best val score (`cfg.select`), save it."""
     if task.auto_candidates is None or not task.auto_select:
@@ -72,10 +85,17 @@ def run_auto(task: "Task", cfg: Stage2Config) -> int:
     record = {"select": select, "chosen": chosen["candidate"], "val": round(chosen["val"], 6),
               "runner_up": runner and runner["candidate"],
               "margin": runner and round(chosen["val"] - runner["val"], 6), "candidates": len(rows)}
+    noise = val_noise(chosen["scores"], key)
+    if noise is not None:
+        record["val_noise"] = round(noise, 6)
     best.description = dataclasses.replace(best.description,
                                            calibration={**best.description.calibration, "auto": record})
     best.history["auto"] = {"select": select, "key": key, "split": "val", "candidates": rows}
     _print_comparison(rows, select, chosen)
+    if noise is not None and runner and record["margin"] < noise:
+        print(f"auto: the margin over {runner['candidate']} ({record['margin']:.4f}) is below val's standard "
+              f"error ({noise:.4f}): another draw of val could choose differently; more val images per class "
+              "make the choice surer")
     save_stage2(best)
     return 0
 
