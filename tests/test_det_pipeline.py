@@ -337,7 +337,12 @@ def test_nms_cap_benchmark_on_a_trained_detector(det_run: dict, tmp_path) -> Non
     rows = {r["cap"]: r for r in json.loads(out.read_text())["rows"]}
     assert rows["none"]["images"] == rows["2:10"]["images"] == 6
     assert rows["2:10"]["candidates_max"] <= 10 < rows["none"]["candidates_max"]
-    assert 0 <= rows["2:10"]["AP"] <= 100 and rows["none"]["AP"] > 0
+    assert 0 <= rows["2:10"]["AP"] <= 100
+    # without a cap the benchmark's counting NMS is evaluate.py's NMS: the same AP (a two-epoch detector's AP
+    # on six images is often 0, so its size says nothing)
+    plain = evaluate_detection(det_run["stage2"], det_run["data"])
+    assert plain["detections"] > 0
+    assert all(rows["none"][k] == pytest.approx(plain["box"][k], abs=1e-6) for k in ("AP", "APr", "APc", "APf"))
 
 
 def test_val_equals_evaluate_and_int8_keeps_nms_float(det_run: dict, det_onnx: str, tmp_path) -> None:

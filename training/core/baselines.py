@@ -12,19 +12,41 @@ from training.core.folded import EPS, FoldedHead, fold_plain, head_weights
 
 
 class RetrainedClassifier(nn.Module):
-    """A freshly initialised linear classifier on the frozen features (cRT; also the G-RW-only ablation)."""
+    """A freshly initialised classifier of the stage-1 head's kind on the frozen features (cRT; also the G-RW-only
+    ablation): linear, or cosine for a cosine stage 1, whose loss leaves the features' norm free, so weight decay
+    shrinks it to about 1 and a linear layer on such features barely moves in a stage-2 schedule."""
 
     def __init__(self, in_features: int, num_classes: int) -> None:
         super().__init__()
         self.fc = nn.Linear(in_features, num_classes)
+        self.register_buffer("cosine", torch.tensor(False))
+        self.register_buffer("scale", torch.tensor(1.0))
+
+    @torch.no_grad()
+    def match_head(self, head: nn.Module) -> None:
+        """Take the stage-1 head's kind (and a cosine head's learned scale, kept fixed) before training."""
+        cosine = getattr(head, "kind", None) == "cosine"
+        self.cosine.fill_(cosine)
+        self.scale.fill_(float(head.scale) if cosine else 1.0)
 
     def forward(self, feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Logits of the new classifier; the stage-1 logits are ignored."""
+        if bool(self.cosine):
+            return self.scale * F.linear(F.normalize(feat, dim=1), F.normalize(self.fc.weight, dim=1))
         return self.fc(feat)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        for name, default in (("cosine", False), ("scale", 1.0)):  # checkpoints from before the cosine kind
+            state_dict.setdefault(prefix + name, torch.tensor(default))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @torch.no_grad()
     def fold(self, head: nn.Module, mode: str = "affine") -> FoldedHead:
-        """The new classifier is already a plain Gemm."""
+        """The new classifier is already a plain Gemm (a cosine one on the normalised feature)."""
+        if bool(self.cosine):
+            k = self.fc.weight.shape[0]
+            return FoldedHead(self.scale * F.normalize(self.fc.weight, dim=1), torch.zeros(k), k, "plain",
+                              cosine=True)
         return fold_plain(self.fc)
 
 

@@ -53,6 +53,14 @@ def _fit_balanced_ce(calibrator: nn.Module, model: nn.Module, data, cfg: TrainCo
     return _sgd_fit(calibrator, model, data, cfg, nn.CrossEntropyLoss(), balanced=True)
 
 
+def _retrained(fit: Callable) -> Callable:
+    """A re-trained classifier's fit: it takes the stage-1 head's kind first."""
+    def run(calibrator: RetrainedClassifier, model: nn.Module, data, cfg: TrainConfig) -> dict:
+        calibrator.match_head(model.head)
+        return {"head": "cosine" if bool(calibrator.cosine) else "linear", **fit(calibrator, model, data, cfg)}
+    return run
+
+
 def _fit_tau_norm(calibrator: TauNorm, model: nn.Module, data, cfg: TrainConfig) -> dict:
     """Pick tau by balanced top-1 on the validation split (never test)."""
     feats, labels = data.val_features()
@@ -92,8 +100,8 @@ METHODS: dict[str, Stage2Method] = {
     "disalign": Stage2Method(_disalign(True, True), _fit_grw, "DisAlign: alpha, beta, sigma(x), G-RW"),
     "disalign-magnitude": Stage2Method(_disalign(True, False), _fit_grw, "DisAlign, beta fixed at 0 (G-RW)"),
     "disalign-margin": Stage2Method(_disalign(False, True), _fit_grw, "DisAlign, alpha fixed at 1 (G-RW)"),
-    "grw-classifier": Stage2Method(RetrainedClassifier, _fit_grw, "classifier re-trained with G-RW, no calibration"),
-    "crt": Stage2Method(RetrainedClassifier, _fit_balanced_ce, "cRT: classifier re-trained, class-balanced"),
+    "grw-classifier": Stage2Method(RetrainedClassifier, _retrained(_fit_grw), "classifier re-trained with G-RW, no calibration"),
+    "crt": Stage2Method(RetrainedClassifier, _retrained(_fit_balanced_ce), "cRT: classifier re-trained, class-balanced"),
     "lws": Stage2Method(LWS, _fit_balanced_ce, "LWS: per-class logit scale, class-balanced"),
     "tau-norm": Stage2Method(TauNorm, _fit_tau_norm, "tau-normalised weights, tau chosen on val"),
     "ncm": Stage2Method(NCM, _fit_ncm, "nearest class mean on centred, normalised features"),
