@@ -71,7 +71,7 @@ def test_every_baseline_folds_exactly(make, head):
 
 def test_retrained_classifier_on_a_cosine_stage1_learns_small_norm_features():
     """A cosine stage 1 leaves features of norm ~1; the re-trained classifier is cosine there and fits them in
-    a stage-2 budget where a linear one at the same lr stays near chance (what the tables once showed)."""
+    a stage-2 budget where a linear one at the same lr stays far below."""
     torch.manual_seed(1)
     k, d = 20, 16
     centres = F.normalize(torch.randn(k, d), dim=1)
@@ -92,7 +92,7 @@ def test_retrained_classifier_on_a_cosine_stage1_learns_small_norm_features():
         with torch.no_grad():
             accuracy[kind] = float((cal(feats, None).argmax(1) == labels).float().mean())
     assert accuracy["cosine"] > 0.95 > accuracy["linear"] + 0.2, accuracy
-    old = {k: v for k, v in cal.state_dict().items() if k.startswith("fc.")}  # a checkpoint before the kinds
+    old = {k: v for k, v in cal.state_dict().items() if k.startswith("fc.")}  # a checkpoint written without the kind buffers
     restored = RetrainedClassifier(d, k)
     restored.load_state_dict(old, strict=True)
     assert not bool(restored.cosine) and float(restored.scale) == 1.0
