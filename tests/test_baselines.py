@@ -92,7 +92,8 @@ def test_retrained_classifier_on_a_cosine_stage1_learns_small_norm_features():
         with torch.no_grad():
             accuracy[kind] = float((cal(feats, None).argmax(1) == labels).float().mean())
     assert accuracy["cosine"] > 0.95 > accuracy["linear"] + 0.2, accuracy
-    old = {k: v for k, v in cal.state_dict().items() if k.startswith("fc.")}  # a checkpoint written without the kind buffers
+    # a checkpoint written without the kind buffers loads as a linear classifier
+    old = {k: v for k, v in cal.state_dict().items() if k.startswith("fc.")}
     restored = RetrainedClassifier(d, k)
     restored.load_state_dict(old, strict=True)
     assert not bool(restored.cosine) and float(restored.scale) == 1.0

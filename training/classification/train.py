@@ -2,6 +2,7 @@
 stage 2 brings the frozen features of the training split to the shared stage-2 run (training/core/stage2.py)."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ltdeploy.datasets.lists import read_split
@@ -47,7 +48,7 @@ def validate_cached(model: LTClassifier, data: Stage2Data, desc: ModelDescriptio
     return _val_report(pred, labels.numpy(), desc, name)
 
 
-def _val_report(pred, labels, desc: ModelDescription, name: str) -> dict:
+def _val_report(pred: np.ndarray, labels: np.ndarray, desc: ModelDescription, name: str) -> dict:
     acc = long_tail_accuracy(pred, labels, desc.class_counts, tuple(desc.group_thresholds))
     print(f"val: {ACCURACY_HEADER}\nval: {format_accuracy(name, acc)}")
     return {k: v for k, v in acc.items() if k != "per_class"}
