@@ -16,6 +16,7 @@ from torch import nn
 
 import ltdeploy
 from ltdeploy.errors import LtDeployError
+from ltdeploy.files import publish
 from ltdeploy.graph_check import trt_blockers
 from ltdeploy.metadata import METADATA_KEY, ModelDescription
 
@@ -134,7 +135,7 @@ def verified_write(output: str, write: Callable[[str], bool]) -> int:
             print(f"error: the graph holds what TensorRT cannot build ({'; '.join(blockers)[:300]}); nothing "
                   "written", file=sys.stderr)
             return 1
-        os.replace(tmp, output)
+        publish(tmp, output)
         return 0
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)

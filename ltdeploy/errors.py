@@ -27,3 +27,7 @@ class OutputError(LtDeployError):
 
 class DatasetError(LtDeployError):
     """A dataset is missing, laid out unexpectedly, or its annotations are inconsistent."""
+
+
+class ModelError(LtDeployError):
+    """A model architecture, its weights file or its class list is unknown, unreachable or does not fit."""

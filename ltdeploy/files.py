@@ -18,6 +18,20 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it: POSIX has no read-only call)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def publish(tmp: str, path: str) -> None:
+    """Move a finished temporary file into place with the mode any tool's output has (0666 less the umask):
+    mkstemp makes 0600 files, which a server running as another user cannot read."""
+    os.chmod(tmp, 0o666 & ~current_umask())
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_path(path: str, suffix: str = ".part") -> Iterator[str]:
     """Yield a temporary path beside `path`; on success it replaces `path`, on any error it is removed.
@@ -28,7 +42,7 @@ def atomic_path(path: str, suffix: str = ".part") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -58,6 +58,13 @@ class Stage1Config(CommonConfig):
     candidates_per_class: int | None = None
     candidates: int | None = None
     loss_log: str | None = None
+    weights: str | None = None  # a local weights file (never recorded in the architecture)
+    classes: str | None = None  # import: the weights' class names, one a line, in their output order
+
+
+@dataclass(frozen=True)
+class ImportConfig(Stage1Config):
+    """`train.py import`: an already-trained model (`backbone` is its --arch, `weights` its file) as stage 1."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ class Stage2Config(CommonConfig):
     select: str | None = None  # --method auto: the val score that chooses (None: the task's first)
 
 
-TrainConfig = Stage1Config | Stage2Config
+TrainConfig = Stage1Config | Stage2Config  # ImportConfig is a Stage1Config
 
 
 @dataclass(frozen=True)
@@ -91,9 +98,9 @@ class TaskDefaults:
 
 def config_from_args(args: argparse.Namespace, defaults: TaskDefaults) -> TrainConfig:
     """The parsed command line as a typed config, unset values taken from the task's defaults."""
-    cls = Stage1Config if args.stage == "stage1" else Stage2Config
+    cls = {"stage1": Stage1Config, "import": ImportConfig}.get(args.stage, Stage2Config)
     given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
-    epochs = defaults.stage1_epochs if cls is Stage1Config else defaults.stage2_epochs
+    epochs = defaults.stage2_epochs if cls is Stage2Config else defaults.stage1_epochs
     filled = {"batch_size": defaults.batch_size, "lr": defaults.lr, "wd": defaults.wd, "epochs": epochs,
               "rho": defaults.rho}
     values = {k: v for k, v in filled.items() if k in {f.name for f in fields(cls)}}
@@ -106,5 +113,5 @@ def config_from_args(args: argparse.Namespace, defaults: TaskDefaults) -> TrainC
 
 def as_record(cfg: TrainConfig) -> dict:
     """The config as plain data, for the checkpoint's training record."""
-    stage = "stage1" if isinstance(cfg, Stage1Config) else "stage2"
+    stage = "import" if isinstance(cfg, ImportConfig) else "stage1" if isinstance(cfg, Stage1Config) else "stage2"
     return {"stage": stage, **dataclasses.asdict(cfg)}

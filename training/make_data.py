@@ -7,8 +7,9 @@
     python training/make_data.py det-lt --out data/lvis-tiny --layout lvis   # as LVIS v1 is downloaded
     python training/make_data.py det-lt --out data/coco-tiny --layout coco   # as COCO 2017 is downloaded
     python training/make_data.py seg-lt --out data/ADEChallengeData2016 --layout ade20k
+    python training/make_data.py shapes-lt --out data/shapes-folders --layout imagefolder  # train/<class>/...
 
-`--layout` rewrites det-lt / seg-lt in a real dataset's download layout (see training/layouts.py),
+`--layout` rewrites det-lt / seg-lt / digits-lt / shapes-lt in a real dataset's download layout (see training/layouts.py),
 for trying every loader on a few images.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-images", type=int, default=None,
                    help="det-lt: 150; seg-lt: 100; shapes-lt: per class, 10 (the train split stays the same)")
     p.add_argument("--layout", default="ltdeploy",
-                   help="det-lt: ltdeploy, lvis or coco; seg-lt: ltdeploy or ade20k (the download layouts)")
+                   help="det-lt: ltdeploy, lvis or coco; seg-lt: ltdeploy or ade20k; digits-lt / shapes-lt: "
+                        "ltdeploy or imagefolder (the download layouts)")
     args = p.parse_args(argv)
     if args.imbalance is not None and args.imbalance < 1:
         p.error("--imbalance must be >= 1")

@@ -76,6 +76,8 @@ class Task:
     auto_candidates: Callable[[Stage2Config], list[tuple[str, dict]]] | None = None
     auto_select: Mapping[str, str] = field(default_factory=dict)
     linear_probe: bool = False  # stage 1 takes --freeze-backbone
+    spec_prefixes: tuple[str, ...] = ()  # --backbone library specs beside `models` (timm:NAME, tv:NAME)
+    import_model: Callable[[Stage1Config], int] | None = None  # train.py import: a trained model as stage 1
 
 
 def dataset_folder(data: str | None, provenance: dict) -> str:

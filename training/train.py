@@ -25,6 +25,12 @@ one process or under `torchrun --nproc_per_node 2` (gloo):
 
     python training/train.py stage1 --data data/det-lt --out runs/det/pcb.pt --pcb --epochs 12
     python training/train.py stage2 --checkpoint runs/det/pcb.pt --data data/det-lt --out runs/det/pcb_disalign.pt
+
+A model trained elsewhere becomes stage 1 with `import` (its own classifier is the stage-1 head), then any
+stage-2 method calibrates it:
+
+    python training/train.py import --arch timm:resnet50 --weights my_model.pth --data data/products \
+        --out runs/products/stage1.pt
 """
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ import sys
 import torch
 
 from ltdeploy.errors import LtDeployError
-from training.config import Stage1Config, config_from_args
+from training.config import ImportConfig, Stage1Config, config_from_args
 from training.core.heads import HEADS
 from training.core.methods import METHODS
 from training.core.stage2 import run_stage2
@@ -77,14 +83,11 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
                     help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0, lite0_fpn)")
     s1.add_argument("--freeze-backbone", action="store_true",
                     help="classification: train only the head on the frozen (pretrained) backbone, a linear probe")
+    s1.add_argument("--weights", default=None,
+                    help="local weights for the backbone (a state dict, or a checkpoint holding one under "
+                         "state_dict / model); keys the backbone lacks, such as a classifier, are skipped")
     s1.add_argument("--epochs", type=int, default=None, help="default 30 (detection 12)")
-    s1.add_argument("--input-size", type=int, default=None)
-    s1.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
-    s1.add_argument("--interpolation", default=None, choices=["nearest", "bilinear", "bicubic", "area"])
-    s1.add_argument("--mean", type=float, nargs=3, default=None)
-    s1.add_argument("--std", type=float, nargs=3, default=None)
-    s1.add_argument("--many", type=int, default=None, help="many-shot: more than this many train images")
-    s1.add_argument("--few", type=int, default=None, help="few-shot: fewer than this many train images")
+    _model_args(s1)
     det = s1.add_argument_group("detection")
     det.add_argument("--min-size", type=int, default=None,
                      help="short side (default per body: lite0_fpn 128, mobilenet_v3_fpn 320, resnet50_fpn 800)")
@@ -98,6 +101,30 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
                      help="detections kept after NMS (300: LVIS's evaluation; the mask head runs on each)")
     add_candidate_args(det)
     det.add_argument("--loss-log", default=None, help="write the per-iteration loss curve (JSON) here")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """The eval preprocessing (defaults: the model's own config) and the frequency groups."""
+    p.add_argument("--input-size", type=int, default=None)
+    p.add_argument("--resize-short", type=int, default=None, help="0: resize straight to the input size")
+    p.add_argument("--interpolation", default=None, choices=["nearest", "bilinear", "bicubic", "area"])
+    p.add_argument("--mean", type=float, nargs=3, default=None)
+    p.add_argument("--std", type=float, nargs=3, default=None)
+    p.add_argument("--many", type=int, default=None, help="many-shot: more than this many train images")
+    p.add_argument("--few", type=int, default=None, help="few-shot: fewer than this many train images")
+
+
+def _import_args(imp: argparse.ArgumentParser) -> None:
+    imp.add_argument("--arch", dest="backbone", required=True,
+                     help="classification: timm:NAME or tv:NAME; segmentation: tv:fcn_resnet50, tv:deeplabv3_resnet50, "
+                          "tv:lraspp_mobilenet_v3_large, ...; detection: tv:fasterrcnn_resnet50_fpn or "
+                          "tv:maskrcnn_resnet50_fpn")
+    imp.add_argument("--weights", required=True, help="the trained model's weights (torch.save of its state_dict, "
+                                                      "a checkpoint holding one, or .safetensors)")
+    imp.add_argument("--classes", default=None,
+                     help="the weights' class names, one a line, in their output order (default: the dataset's "
+                          "order); matched to the dataset's classes by name")
+    _model_args(imp)
 
 
 def _stage2_args(s2: argparse.ArgumentParser) -> None:
@@ -124,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_parser()
     _stage1_args(sub.add_parser("stage1", parents=[common], help="joint training on the long-tailed data"))
     _stage2_args(sub.add_parser("stage2", parents=[common], help="calibrate a frozen stage-1 model"))
+    _import_args(sub.add_parser("import", parents=[common], help="an already-trained model as stage 1"))
     return p
 
 
@@ -137,24 +165,34 @@ def main(argv: list[str] | None = None) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(cores)
     task = find_task(args.data, annotations=bool(args.train_ann or args.val_ann))
-    if args.stage == "stage1":
-        if (args.many is None) != (args.few is None):
-            print("error: give both --many and --few, or neither", file=sys.stderr)
-            return 2
-        if args.freeze_backbone and not task.linear_probe:
-            print(f"error: --freeze-backbone is for classification; {args.data} is {task.name} data", file=sys.stderr)
-            return 2
-        args.backbone = args.backbone or task.models[0]
-        if args.backbone not in task.models:
-            print(f"error: {args.data} is {task.name} data; --backbone must be one of {', '.join(task.models)}",
-                  file=sys.stderr)
+    if args.stage in ("stage1", "import"):
+        problem = _model_problem(args, task)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
             return 2
     cfg = task.resolve(config_from_args(args, task.defaults))
     try:
+        if isinstance(cfg, ImportConfig):
+            return task.import_model(cfg)
         return task.stage1(cfg) if isinstance(cfg, Stage1Config) else run_stage2(task, cfg)
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _model_problem(args: argparse.Namespace, task) -> str | None:
+    """What is wrong with stage 1's or import's model settings for this task (None: nothing)."""
+    if (args.many is None) != (args.few is None):
+        return "give both --many and --few, or neither"
+    if args.stage == "import":
+        return None if task.import_model else f"{task.name} has no import"
+    if args.freeze_backbone and not task.linear_probe:
+        return f"--freeze-backbone is for classification; {args.data} is {task.name} data"
+    args.backbone = args.backbone or task.models[0]
+    if args.backbone not in task.models and not args.backbone.startswith(task.spec_prefixes or ("\0",)):
+        specs = f", or {' / '.join(p + 'NAME' for p in task.spec_prefixes)}" if task.spec_prefixes else ""
+        return f"{args.data} is {task.name} data; --backbone must be one of {', '.join(task.models)}{specs}"
+    return None
 
 
 if __name__ == "__main__":

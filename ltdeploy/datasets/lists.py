@@ -54,13 +54,17 @@ def is_list_dataset(root: str | None) -> bool:
     return False
 
 
-def read_class_names(root: str, num_classes: int) -> list[str]:
-    """Names from `root/classes.txt` (one per line, line i = label i), else `class_<i>`."""
+def read_class_names(root: str, num_classes: int, model_classes: int | None = None) -> list[str]:
+    """Names from `root/classes.txt` (one per line, line i = label i), else `class_<i>`; `model_classes`, when
+    given, is the class count of the model the data is for, which classes.txt must match."""
     path = os.path.join(root, "classes.txt")
     if not os.path.isfile(path):
         return [f"class_{i}" for i in range(num_classes)]
     with open(path, encoding="utf-8") as f:
         names = [line.strip() for line in f if line.strip()]
+    if model_classes is not None and len(names) != model_classes:
+        raise ValueError(f"{root}: the dataset has {len(names)} classes (classes.txt) but the model has "
+                         f"{model_classes}; give data with the model's classes")
     if len(names) < num_classes:
         raise ValueError(f"{path}: {len(names)} names but labels go up to {num_classes - 1}")
     return names
@@ -82,7 +86,12 @@ def read_split(root: str, split: str, image_root: str | None = None, num_classes
             paths.append(os.path.join(image_root, rel))
             labels.append(int(label))
     labels_arr = np.asarray(labels, dtype=np.int64)
-    k = num_classes or (int(labels_arr.max()) + 1 if labels else 0)
+    names = read_class_names(root, 0, model_classes=num_classes)  # checks the dataset's class count first
+    k = num_classes or (len(names) if os.path.isfile(os.path.join(root, "classes.txt")) else 0) \
+        or (int(labels_arr.max()) + 1 if labels else 0)
+    if labels and num_classes and labels_arr.max() >= k:
+        raise ValueError(f"{list_path}: labels go up to {int(labels_arr.max())}, so the dataset has at least "
+                         f"{int(labels_arr.max()) + 1} classes, but the model has {k}")
     if k == 0 or labels_arr.min() < 0 or labels_arr.max() >= k:
         raise ValueError(f"{list_path}: labels must lie in 0..{k - 1}")
     return Split(paths, labels_arr, read_class_names(root, k))

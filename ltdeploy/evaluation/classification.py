@@ -1,10 +1,10 @@
 """Classification on an engine: top-1 overall (mean of per-class accuracies), many / medium / few, per class,
-on a split in the ImageNet-LT list format."""
+on a split in the ImageNet-LT list format or an ImageFolder tree."""
 from __future__ import annotations
 
 import numpy as np
 
-from ltdeploy.datasets.lists import is_list_dataset, read_split
+from ltdeploy.datasets.classification_sets import is_classification_dataset, read_split
 from ltdeploy.evaluation.accuracy import long_tail_accuracy
 from ltdeploy.evaluation.batches import in_batches, model_input
 from ltdeploy.evaluation.scores import Scores
@@ -44,4 +44,4 @@ def image_classes(data: str, split: str, num_classes: int) -> tuple[list[str], l
     return labelled.paths, [{int(y)} for y in labelled.labels]
 
 
-is_dataset = is_list_dataset
+is_dataset = is_classification_dataset

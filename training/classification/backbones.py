@@ -1,10 +1,20 @@
-"""Feature extractors: name → builder returning (module mapping N x 3 x H x W to N x d, d)."""
+"""Feature extractors: a spec → (module mapping N x 3 x H x W to N x d, d).
+
+Specs: the short names below, `timm:NAME` (any `timm.list_models()` name, features = its pre-logits) and
+`tv:NAME` (a torchvision classification model, features = the input of its last Linear). Library models keep
+their own module names, so a user's weights for the whole classifier load into them (`training/core/weights`).
+"""
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
 from torch import nn
+
+from ltdeploy.errors import ModelError
+
+SPEC_PREFIXES = ("timm:", "tv:")
 
 
 def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
@@ -28,23 +38,9 @@ class SmallCNN(nn.Module):
         return self.features(x)
 
 
-def _torchvision_resnet(name: str) -> Callable[[bool], tuple[nn.Module, int]]:
-    def build(pretrained: bool) -> tuple[nn.Module, int]:
-        import torchvision
-
-        if pretrained:
-            raise ValueError(f"{name}: no offline ImageNet weights ship here; train from scratch "
-                             "or use tf_efficientnet_lite0 --pretrained")
-        net = getattr(torchvision.models, name)(weights=None)
-        dim = net.fc.in_features
-        net.fc = nn.Identity()
-        return net, dim
-    return build
-
-
 def _small_cnn(pretrained: bool) -> tuple[nn.Module, int]:
     if pretrained:
-        raise ValueError("small_cnn has no pretrained weights")
+        raise ModelError("small_cnn has no pretrained weights")
     net = SmallCNN()
     return net, net.out_dim
 
@@ -82,15 +78,108 @@ def _lite0(pretrained: bool) -> tuple[nn.Module, int]:
     return net, net.num_features
 
 
+def download(what: str, fetch: Callable[[], nn.Module]) -> nn.Module:
+    """A library model built with its own download of pretrained weights; one line when that cannot happen."""
+    if os.environ.get("LTDEPLOY_OFFLINE") == "1":
+        raise ModelError(f"{what}: --pretrained downloads weights, and this machine is offline; pass --weights FILE")
+    try:
+        return fetch()
+    except Exception as exc:  # hub and urllib errors have no common base
+        raise ModelError(f"{what}: could not download the pretrained weights ({type(exc).__name__}); "
+                         "offline, pass --weights FILE") from None
+
+
+def full_classifier(spec: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """The library's whole classifier for `timm:NAME` / `tv:NAME`, with `num_classes` outputs."""
+    lib, name = split_spec(spec)
+    if lib == "timm":
+        import timm
+
+        if not timm.is_model(name):
+            raise ModelError(f"{spec}: timm has no model {name!r} (see timm.list_models())")
+        return download(spec, lambda: timm.create_model(name, pretrained=pretrained, num_classes=num_classes)) \
+            if pretrained else timm.create_model(name, num_classes=num_classes)
+    import torchvision
+
+    if name not in torchvision.models.list_models(module=torchvision.models):
+        raise ModelError(f"{spec}: torchvision has no classification model {name!r}")
+    if pretrained:
+        net = download(spec, lambda: torchvision.models.get_model(name, weights="DEFAULT"))
+        if num_classes != _tv_classifier(net)[1].out_features:
+            _replace(net, _tv_classifier(net)[0], nn.Linear(_tv_classifier(net)[1].in_features, num_classes))
+        return net
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def classifier_of(spec: str, net: nn.Module) -> nn.Linear:
+    """The Linear layer making a library classifier's logits (ModelError where there is none)."""
+    if split_spec(spec)[0] == "timm":
+        head = net.get_classifier()
+        if not isinstance(head, nn.Linear):
+            raise ModelError(f"{spec}: its classifier is {type(head).__name__}, not one Linear layer "
+                             f"(two heads, as in distilled models, or a convolution); it cannot be the stage-1 head")
+        return head
+    return _tv_classifier(net)[1]
+
+
+def _tv_classifier(net: nn.Module) -> tuple[str, nn.Linear]:
+    found = [(n, m) for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ModelError(f"{type(net).__name__}: no Linear classifier (a convolutional classifier cannot be the "
+                         "stage-1 head)")
+    return found[-1]
+
+
+def _replace(net: nn.Module, path: str, new: nn.Module) -> None:
+    parent, _, leaf = path.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, leaf, new)
+
+
+def headless(spec: str, net: nn.Module) -> tuple[nn.Module, int]:
+    """The library classifier `net` with its classifier removed, in place: (module giving pre-logits, d)."""
+    lib, _ = split_spec(spec)
+    if lib == "timm":
+        classifier_of(spec, net)
+        net.reset_classifier(0)
+        return net, net.num_features
+    path, linear = _tv_classifier(net)
+    _replace(net, path, nn.Identity())
+    return net, linear.in_features
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """('timm' | 'tv', NAME) of a library spec."""
+    lib, sep, name = spec.partition(":")
+    if not sep or lib not in ("timm", "tv") or not name:
+        raise ModelError(f"{spec!r}: expected timm:NAME or tv:NAME")
+    return lib, name
+
+
+def is_library_spec(spec: str) -> bool:
+    """True for `timm:NAME` / `tv:NAME`."""
+    return spec.startswith(SPEC_PREFIXES)
+
+
+def library_versions(spec: str) -> dict:
+    """The version of the library a spec builds from (recorded in the checkpoint's arch)."""
+    if not is_library_spec(spec):
+        return {}
+    lib = split_spec(spec)[0]
+    import importlib
+
+    module = importlib.import_module("timm" if lib == "timm" else "torchvision")
+    return {lib: module.__version__}
+
+
 BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {
     "small_cnn": _small_cnn,
-    "resnet18": _torchvision_resnet("resnet18"),
-    "resnet34": _torchvision_resnet("resnet34"),
-    "resnet50": _torchvision_resnet("resnet50"),
+    "resnet18": lambda pretrained: build_backbone("tv:resnet18", pretrained),
+    "resnet34": lambda pretrained: build_backbone("tv:resnet34", pretrained),
+    "resnet50": lambda pretrained: build_backbone("tv:resnet50", pretrained),
     "tf_efficientnet_lite0": _lite0,
 }
 
-# The eval transform each backbone family expects: (input size, resize short side, interpolation, mean, std).
+# The eval transform of the short names: (input size, resize short side, interpolation, mean, std).
 PREPROCESS_DEFAULTS = {
     "small_cnn": (32, 0, "bilinear", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
     "tf_efficientnet_lite0": (224, 256, "bicubic", (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
@@ -98,8 +187,32 @@ PREPROCESS_DEFAULTS = {
 }
 
 
+def preprocess_defaults(spec: str) -> tuple[int, int, str, tuple, tuple]:
+    """(input size, resize short side, interpolation, mean, std) of a backbone: the library's own config for
+    library models (timm's pretrained_cfg, torchvision's weights transforms), ours for the short names."""
+    if not is_library_spec(spec):
+        return PREPROCESS_DEFAULTS["resnet" if spec.startswith("resnet") else spec]
+    lib, name = split_spec(spec)
+    if lib == "timm":
+        from timm.data import resolve_data_config
+        from timm.models import get_pretrained_cfg
+
+        found = get_pretrained_cfg(name)
+        cfg = resolve_data_config({}, pretrained_cfg=found.to_dict() if found else {})
+        size = int(cfg["input_size"][-1])
+        short = 0 if cfg.get("crop_mode") == "squash" else int(size / cfg.get("crop_pct", 1.0))
+        interp = cfg["interpolation"] if cfg["interpolation"] in ("bilinear", "bicubic", "nearest") else "bilinear"
+        return size, short, interp, tuple(cfg["mean"]), tuple(cfg["std"])
+    import torchvision
+
+    t = torchvision.models.get_model_weights(name).DEFAULT.transforms()
+    return (int(t.crop_size[0]), int(t.resize_size[0]), t.interpolation.value, tuple(t.mean), tuple(t.std))
+
+
 def build_backbone(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
-    """Build a registered backbone; returns (module, feature dimension d)."""
+    """Build a backbone from its spec; returns (module, feature dimension d)."""
+    if is_library_spec(name):
+        return headless(name, full_classifier(name, 1000 if pretrained else 1, pretrained))
     if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}")
+        raise ModelError(f"unknown backbone {name!r}; choose from {', '.join(BACKBONES)}, timm:NAME or tv:NAME")
     return BACKBONES[name](pretrained)

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from ltdeploy.datasets.lists import read_split
+from ltdeploy.datasets.classification_sets import read_split
 from ltdeploy.errors import LtDeployError
 from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from ltdeploy.files import write_json

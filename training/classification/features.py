@@ -16,7 +16,8 @@ from typing import Iterator
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ltdeploy.datasets.lists import Split, find_list, read_split
+from ltdeploy.datasets.classification_sets import read_split, split_fingerprint
+from ltdeploy.datasets.lists import Split
 from ltdeploy.files import atomic_path
 from ltdeploy.preprocess import PreprocessConfig
 from training.classification.data import make_loader
@@ -57,8 +58,7 @@ class Stage2Data:
         """Features of a split from the on-disk cache, or computed and stored there (atomically)."""
         if not self.stage1_sha256 or self.run.no_cache:
             return compute()
-        with open(find_list(self.run.data, split), "rb") as f:
-            listing = hashlib.sha256(f.read()).hexdigest()
+        listing = hashlib.sha256(split_fingerprint(self.run.data, split)).hexdigest()
         key = hashlib.sha256(json.dumps([self.stage1_sha256, listing, os.path.abspath(self.run.data),
                                          self.cfg.to_dict()]).encode()).hexdigest()[:16]
         folder = self.run.checkpoint + ".features"

@@ -6,7 +6,7 @@ import copy
 import torch
 from torch import nn
 
-from training.classification.backbones import build_backbone
+from training.classification.backbones import build_backbone, library_versions
 from training.core.folded import FoldedHead, fold_plain
 from training.core.heads import build_head
 from training.core.two_stage import TwoStageModel
@@ -20,7 +20,9 @@ class LTClassifier(TwoStageModel):
         self.backbone, self.feat_dim = build_backbone(backbone, pretrained)
         self.head = build_head(head, self.feat_dim, num_classes)
         self.calibrator: nn.Module | None = None
-        self.arch = {"backbone": backbone, "head": head, "num_classes": num_classes}
+        # everything that rebuilds the network (never where its weights came from)
+        self.arch = {"backbone": backbone, "head": head, "num_classes": num_classes,
+                     "libraries": library_versions(backbone)}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled features (N, d): what stage 2 caches."""

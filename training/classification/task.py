@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 
-from ltdeploy.datasets.lists import read_split
+from ltdeploy.datasets.classification_sets import read_split
 from training.classification import train
-from training.classification.backbones import BACKBONES
+from training.classification.backbones import BACKBONES, SPEC_PREFIXES
 from training.classification.evaluate import report
+from training.classification.imagefolder import write_imagefolder_layout
+from training.classification.imported import import_model
 from training.classification.model import LTClassifier
 from training.classification.synthetic import make_digits_lt, make_shapes_lt
 from training.config import TaskDefaults
@@ -30,14 +32,16 @@ def _describe(summary: dict, args: argparse.Namespace) -> str:
 
 SYNTHETIC = {
     "digits-lt": SyntheticSet(lambda out, a: make_digits_lt(out, imbalance=a.imbalance or 50.0, seed=a.seed),
-                              _describe),
+                              _describe, {"imagefolder": write_imagefolder_layout}),
     "shapes-lt": SyntheticSet(lambda out, a: make_shapes_lt(out, imbalance=a.imbalance or 100.0, seed=a.seed,
                                                             num_classes=a.classes or 50, n_max=a.n_max,
-                                                            n_val=a.val_images or 10, size=a.size or 32), _describe),
+                                                            n_val=a.val_images or 10, size=a.size or 32), _describe,
+                              {"imagefolder": write_imagefolder_layout}),
 }
 
 TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
             methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
             synthetic=SYNTHETIC, auto_candidates=classification_candidates,
-            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"}, linear_probe=True)
+            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"}, linear_probe=True,
+            spec_prefixes=SPEC_PREFIXES, import_model=import_model)

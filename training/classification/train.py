@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ltdeploy.datasets.lists import read_split
+from ltdeploy.datasets.classification_sets import read_split
 from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_tail_accuracy
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
-from training.classification.backbones import PREPROCESS_DEFAULTS
+from training.classification.backbones import preprocess_defaults
 from training.classification.data import make_loader
 from training.classification.features import Stage2Data
 from training.classification.model import LTClassifier
@@ -20,12 +20,12 @@ from training.core.methods import METHODS, TRAINED, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
+from training.core.weights import load_into, read_state_dict, weights_record
 
 
 def preprocess_for(cfg: Stage1Config) -> PreprocessConfig:
-    """The backbone's default eval transform, with any command-line overrides."""
-    key = "resnet" if cfg.backbone.startswith("resnet") else cfg.backbone
-    size, short, interp, mean, std = PREPROCESS_DEFAULTS[key]
+    """The backbone's default eval transform (a library model's own config), with any command-line overrides."""
+    size, short, interp, mean, std = preprocess_defaults(cfg.backbone)
     size = cfg.input_size or size
     short = short if cfg.resize_short is None else cfg.resize_short
     return PreprocessConfig(input_size=(size, size), resize_short=short, interpolation=cfg.interpolation or interp,
@@ -62,6 +62,9 @@ def stage1(cfg: Stage1Config) -> int:
     pre = preprocess_for(cfg)
     thresholds = (cfg.many, cfg.few) if cfg.many is not None else default_group_thresholds(counts)
     model = LTClassifier(cfg.backbone, cfg.head, train.num_classes, pretrained=cfg.pretrained)
+    if cfg.weights:
+        skipped = load_into(model.backbone, read_state_dict(cfg.weights), cfg.weights)
+        print(f"loaded {cfg.weights} into the backbone ({skipped} tensors it lacks skipped, e.g. a classifier)")
     if cfg.freeze_backbone:  # a linear probe: the backbone (BatchNorm statistics included) stays as loaded
         for p in model.backbone.parameters():
             p.requires_grad_(False)
@@ -77,7 +80,8 @@ def stage1(cfg: Stage1Config) -> int:
                             output_names=["logits"], calibration={"method": "none"},
                             provenance=provenance(cfg, "stage1", backbone=cfg.backbone, head=cfg.head,
                                                   pretrained=cfg.pretrained, frozen_backbone=cfg.freeze_backbone,
-                                                  epochs=cfg.epochs))
+                                                  epochs=cfg.epochs,
+                                                  weights=weights_record(cfg.weights) if cfg.weights else None))
     finish_stage1(cfg, model, desc, history, lambda m, d, name: validate(m, cfg.data, d, name))
     return 0
 
