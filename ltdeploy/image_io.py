@@ -1,4 +1,5 @@
-"""Decode image files into RGB uint8 arrays, refusing what cannot be read in full."""
+"""Decode image files into RGB uint8 arrays in their displayed orientation (EXIF applied), refusing what cannot
+be read in full. This is the one decoder of training, evaluation, `val`, `quantize` and `predict`."""
 from __future__ import annotations
 
 import os
@@ -88,7 +89,10 @@ def decode_image(data: np.ndarray | bytes, name: str = "<bytes>", max_pixels: in
         _check_pixels(name, *size, max_pixels)
     if _truncated_jpeg(data):
         raise ImageError(f"{name}: truncated JPEG (no end-of-image marker); re-export or re-download it")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    # ANYCOLOR | ANYDEPTH keeps grey and 16-bit images as they are and, unlike IMREAD_UNCHANGED, turns the
+    # image by its EXIF orientation, so pixels, boxes and masks are in the frame the user sees (as cv2.imread,
+    # PIL's exif_transpose and detectron2's read_image give it); an alpha channel is dropped, as to_rgb8 would
+    img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if img is None or img.size == 0:
         raise ImageError(f"{name}: not a decodable image (supported: {', '.join(IMAGE_SUFFIXES)})")
     _check_pixels(name, img.shape[1], img.shape[0], max_pixels)

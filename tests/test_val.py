@@ -79,7 +79,7 @@ def test_bad_input_is_one_line_and_writes_nothing(models, digits, seg_runs, tmp_
     out = tmp_path / "v.json"
     cases = [
         (["-e", str(models["folded"]), "--data", str(tmp_path / "missing")], "missing"),
-        (["-e", str(models["folded"]), "--data", str(data)], "expected test.txt"),  # a segmenter's dataset
+        (["-e", str(models["folded"]), "--data", str(data)], "not a classification dataset"),  # a segmenter's dataset
         (["-e", str(models["folded"]), "-e", str(paths["onnx"]), "--data", str(digits)], "val compares engines"),
         (["-e", str(tmp_path / "nope.onnx"), "--data", str(digits)], "no such engine file"),
     ]

@@ -6,13 +6,13 @@ their own module names, so a user's weights for the whole classifier load into t
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
 from torch import nn
 
 from ltdeploy.errors import ModelError
+from training.core.libraries import download, split_spec
 
 SPEC_PREFIXES = ("timm:", "tv:")
 
@@ -78,17 +78,6 @@ def _lite0(pretrained: bool) -> tuple[nn.Module, int]:
     return net, net.num_features
 
 
-def download(what: str, fetch: Callable[[], nn.Module]) -> nn.Module:
-    """A library model built with its own download of pretrained weights; one line when that cannot happen."""
-    if os.environ.get("LTDEPLOY_OFFLINE") == "1":
-        raise ModelError(f"{what}: --pretrained downloads weights, and this machine is offline; pass --weights FILE")
-    try:
-        return fetch()
-    except Exception as exc:  # hub and urllib errors have no common base
-        raise ModelError(f"{what}: could not download the pretrained weights ({type(exc).__name__}); "
-                         "offline, pass --weights FILE") from None
-
-
 def full_classifier(spec: str, num_classes: int, pretrained: bool = False) -> nn.Module:
     """The library's whole classifier for `timm:NAME` / `tv:NAME`, with `num_classes` outputs."""
     lib, name = split_spec(spec)
@@ -147,28 +136,9 @@ def headless(spec: str, net: nn.Module) -> tuple[nn.Module, int]:
     return net, linear.in_features
 
 
-def split_spec(spec: str) -> tuple[str, str]:
-    """('timm' | 'tv', NAME) of a library spec."""
-    lib, sep, name = spec.partition(":")
-    if not sep or lib not in ("timm", "tv") or not name:
-        raise ModelError(f"{spec!r}: expected timm:NAME or tv:NAME")
-    return lib, name
-
-
 def is_library_spec(spec: str) -> bool:
     """True for `timm:NAME` / `tv:NAME`."""
     return spec.startswith(SPEC_PREFIXES)
-
-
-def library_versions(spec: str) -> dict:
-    """The version of the library a spec builds from (recorded in the checkpoint's arch)."""
-    if not is_library_spec(spec):
-        return {}
-    lib = split_spec(spec)[0]
-    import importlib
-
-    module = importlib.import_module("timm" if lib == "timm" else "torchvision")
-    return {lib: module.__version__}
 
 
 BACKBONES: dict[str, Callable[[bool], tuple[nn.Module, int]]] = {

@@ -6,9 +6,10 @@ import copy
 import torch
 from torch import nn
 
-from training.classification.backbones import build_backbone, library_versions
+from training.classification.backbones import build_backbone
 from training.core.folded import FoldedHead, fold_plain
 from training.core.heads import build_head
+from training.core.libraries import library_versions
 from training.core.two_stage import TwoStageModel
 
 

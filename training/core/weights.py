@@ -67,7 +67,8 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str, ig
     if wrong:
         raise WeightsError(f"{source}: {len(wrong)} tensors have other shapes than the model's, e.g. {wrong[0]}")
     module.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
-    return sum(1 for k in state if k not in own)
+    # BatchNorm's step counter has no use in a frozen BatchNorm, which lacks it
+    return sum(1 for k in state if k not in own and not k.endswith("num_batches_tracked"))
 
 
 def weights_record(path: str) -> dict:

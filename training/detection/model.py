@@ -11,9 +11,10 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.backbone_utils import mobilenet_backbone, resnet_fpn_backbone
 from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
-from torchvision.ops import FeaturePyramidNetwork, MultiScaleRoIAlign
+from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from ltdeploy.errors import ModelError
 from training.core.two_stage import TwoStageModel
 from training.detection.candidate_cap import PER_CLASS_CANDIDATES, TOTAL_CANDIDATES, CandidateCap
 from training.detection.heads import LTRoIHeads, RoIBoxBranch
@@ -23,7 +24,19 @@ DETECTIONS_PER_IMAGE = 300  # LVIS evaluation
 SCORE_THRESHOLD = 1e-4
 # Each body's default resize (short side, long side at most): torchvision's for ResNet-50-FPN (800 / 1333)
 # and for its 320-px MobileNetV3 detector; Lite0-FPN keeps det-lt's 128-px images as they are.
-DET_SIZES = {"lite0_fpn": (128, 128), "mobilenet_v3_fpn": (320, 640), "resnet50_fpn": (800, 1333)}
+DET_SIZES = {"lite0_fpn": (128, 128), "mobilenet_v3_fpn": (320, 640), "resnet50_fpn": (800, 1333),
+             "timm": (800, 1333)}
+SPEC_PREFIXES = ("timm:",)
+
+
+def timm_mean_std(name: str) -> tuple[list[float], list[float]]:
+    """A timm model's normalisation, from its pretrained config (no weights loaded)."""
+    from timm.data import resolve_data_config
+    from timm.models import get_pretrained_cfg
+
+    found = get_pretrained_cfg(name)
+    cfg = resolve_data_config({}, pretrained_cfg=found.to_dict() if found else {})
+    return list(cfg["mean"]), list(cfg["std"])
 
 
 class PreResized(GeneralizedRCNNTransform):
@@ -43,41 +56,61 @@ class PreResized(GeneralizedRCNNTransform):
         return result
 
 
-class Lite0FPN(nn.Module):
-    """EfficientNet-Lite0 (timm; ImageNet weights from the registry package with `pretrained`) with an FPN
-    on its stride-8, -16 and -32 features plus a max-pooled level: fine enough for small objects at 128 px,
-    where MobileNetV3-FPN's coarsest-first levels (strides 16 and 32) give a 32-px object one cell.
-    Pretrained BatchNorm is frozen (batches of 8 are too small to re-estimate it)."""
+class TimmFPN(nn.Module):
+    """A timm model's stride-8, -16 and -32 features (`features_only`, strides read from `feature_info`) with an
+    FPN on them plus a max-pooled level: fine enough for small objects at 128 px, where MobileNetV3-FPN's
+    coarsest-first levels (strides 16 and 32) give a 32-px object one cell."""
 
-    def __init__(self, pretrained: bool = False) -> None:
+    def __init__(self, name: str, pretrained: bool = False, frozen_bn: bool = False) -> None:
         super().__init__()
         import timm
         from timm.layers import freeze_batch_norm_2d
 
-        self.body = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(2, 3, 4))
+        if not timm.is_model(name):
+            raise ModelError(f"timm:{name}: timm has no model {name!r} (see timm.list_models())")
+        strides = timm.create_model(name, features_only=True).feature_info.reduction()
+        if not {8, 16, 32} <= set(strides):
+            raise ModelError(f"timm:{name}: needs stride-8, -16 and -32 features for the FPN (has {strides})")
+        indices = tuple(strides.index(r) for r in (8, 16, 32))
+        self.body = timm.create_model(name, features_only=True, out_indices=indices)
         if pretrained:
-            from training.classification.backbones import lite0_imagenet_state
-            state = {k: v for k, v in lite0_imagenet_state().items() if k in self.body.state_dict()}
-            self.body.load_state_dict(state, strict=True)
+            self.body.load_state_dict(self._pretrained_state(name), strict=True)
+        if frozen_bn:  # pretrained BatchNorm stays as trained (batches of 8 are too small to re-estimate it)
             self.body = freeze_batch_norm_2d(self.body)
         self.fpn = FeaturePyramidNetwork(self.body.feature_info.channels(), 256, extra_blocks=LastLevelMaxPool())
         self.out_channels = 256
+
+    def _pretrained_state(self, name: str) -> dict:
+        if name == "tf_efficientnet_lite0":  # the registry package's real ImageNet weights, no download
+            from training.classification.backbones import lite0_imagenet_state
+            return {k: v for k, v in lite0_imagenet_state().items() if k in self.body.state_dict()}
+        import timm
+
+        from training.core.libraries import download
+        return download(f"timm:{name}", lambda: timm.create_model(name, pretrained=True, features_only=True,
+                                                                    out_indices=self.body.feature_info.out_indices)
+                        ).state_dict()
 
     def forward(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
         """Images (N, 3, H, W) → FPN levels '0' (stride 8), '1', '2', 'pool'."""
         return self.fpn(OrderedDict((str(i), f) for i, f in enumerate(self.body(x))))
 
 
-def _backbone(body: str, pretrained: bool = False) -> nn.Module:
+def _backbone(body: str, pretrained: bool = False, frozen_bn: bool = False) -> nn.Module:
     if body == "lite0_fpn":
-        return Lite0FPN(pretrained)
-    # trained from scratch here, so real BatchNorm (torchvision's default FrozenBatchNorm suits pretrained bodies)
+        return TimmFPN("tf_efficientnet_lite0", pretrained, frozen_bn)
+    if body.startswith("timm:"):
+        return TimmFPN(body[len("timm:"):], pretrained, frozen_bn)
+    if pretrained:
+        raise ModelError(f"{body}: no offline ImageNet weights ship here; train from scratch or use lite0_fpn "
+                         "--pretrained")
+    # trained from scratch here, so real BatchNorm; torchvision's FrozenBatchNorm for imported trained weights
+    norm = FrozenBatchNorm2d if frozen_bn else nn.BatchNorm2d
     if body == "mobilenet_v3_fpn":
         return mobilenet_backbone(backbone_name="mobilenet_v3_large", weights=None, fpn=True, trainable_layers=6,
-                                  norm_layer=nn.BatchNorm2d)
+                                  norm_layer=norm)
     if body == "resnet50_fpn":
-        return resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=5,
-                                   norm_layer=nn.BatchNorm2d)
+        return resnet_fpn_backbone(backbone_name="resnet50", weights=None, trainable_layers=5, norm_layer=norm)
     raise ValueError(f"unknown detector body {body!r}; choose from {', '.join(DET_BODIES)}")
 
 
@@ -85,23 +118,28 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
                    pcb: bool = False, rois_per_image: int = 128, representation: int = 256,
                    pretrained: bool = False, detections_per_image: int = DETECTIONS_PER_IMAGE,
                    candidates_per_class: int = PER_CLASS_CANDIDATES,
-                   candidates: int = TOTAL_CANDIDATES) -> nn.Module:
+                   candidates: int = TOTAL_CANDIDATES, frozen_bn: bool = False,
+                   anchor_sizes: list[list[int]] | None = None) -> nn.Module:
     """A detector for `num_classes` foreground classes (labels 1..K) on images already resized (PreResized).
 
     (box, class) pairs above 1e-4 reach the per-class NMS through an explicit cap (per class, then in
     total: training.detection.candidates) that every runtime shares; 300 detections per image are kept after.
     """
-    backbone = _backbone(body, pretrained)
+    backbone = _backbone(body, pretrained, frozen_bn)
     if body == "mobilenet_v3_fpn":  # levels '0', '1', 'pool'; torchvision's own anchor layout for it
         pooled, sizes = ["0", "1"], ((16, 32, 64, 128, 256),) * 3
-    elif body == "lite0_fpn":  # strides 8, 16, 32, 64
+    elif body == "lite0_fpn" or body.startswith("timm:"):  # strides 8, 16, 32, 64
         pooled, sizes = ["0", "1", "2"], ((16,), (32,), (64,), (128,))
     else:  # ResNet-50-FPN: strides 4..64
         pooled, sizes = ["0", "1", "2", "3"], ((16,), (32,), (64,), (128,), (256,))
+    if anchor_sizes is not None:  # an imported detector's own (torchvision's: 32..512 on ResNet-50-FPN)
+        sizes = tuple(tuple(level) for level in anchor_sizes)
     anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(sizes))
     resolution = 7
     branch = RoIBoxBranch(backbone.out_channels, resolution, num_classes + 1, representation, head, passes)
     norm = dict(image_mean=[0.5] * 3, image_std=[0.5] * 3) if body == "lite0_fpn" else {}  # as Lite0 was trained
+    if body.startswith("timm:"):  # the timm model's own normalisation
+        norm = dict(zip(("image_mean", "image_std"), timm_mean_std(body[len("timm:"):])))
     common = dict(rpn_anchor_generator=anchors, **norm,
                   box_roi_pool=MultiScaleRoIAlign(pooled, resolution, 2),
                   box_head=nn.Identity(), box_predictor=branch, box_batch_size_per_image=rois_per_image,
@@ -120,10 +158,11 @@ class LTDetector(TwoStageModel):
     """A torchvision detector plus the two-stage interface: `arch` rebuilds it, `calibrator` is the
     DisAlign of its box predictor, and stage 2 freezes everything else."""
 
-    def __init__(self, **arch) -> None:
+    def __init__(self, pretrained: bool = False, **arch) -> None:
         super().__init__()
+        # the arch rebuilds the network; `pretrained` only fills it with weights, so it is not part of it
         self.arch = {"task": "detection", **arch}
-        self.net = build_detector(**arch)
+        self.net = build_detector(pretrained=pretrained, **arch)
 
     @property
     def branch(self) -> RoIBoxBranch:

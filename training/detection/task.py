@@ -11,7 +11,8 @@ from training.core.methods import DET_METHODS, rho_candidates
 from training.detection import train
 from training.detection.data import LVISDataset
 from training.detection.evaluate import report
-from training.detection.model import DET_BODIES, LTDetector
+from training.detection.imported import import_model
+from training.detection.model import DET_BODIES, SPEC_PREFIXES, LTDetector
 from training.detection.synthetic import make_det_lt
 from training.layouts import write_coco_layout, write_lvis_layout
 from training.tasks import SyntheticSet, Task
@@ -25,6 +26,8 @@ def _upgrade(payload: dict) -> None:
     """Detectors saved before the preprocessing resized for them: torchvision resized inside the model
     (long side to `image_size`, aspect kept), which is the 'fit' preprocessing at that size."""
     arch, desc = payload["arch"], payload["description"]
+    if "pretrained" in arch:  # it doubled as the switch to frozen BatchNorm (pretrained Lite0-FPN)
+        arch["frozen_bn"] = bool(arch.pop("pretrained")) and arch.get("body") == "lite0_fpn"
     if "image_size" not in arch:
         return
     size = arch.pop("image_size")
@@ -67,4 +70,4 @@ TASK = Task(name="detection", defaults=TaskDefaults(8, 0.01, 1e-4, 12, 4, rho=0.
             upgrade=_upgrade, synthetic={"det-lt": SyntheticSet(_make, _describe, {"lvis": write_lvis_layout,
                                                                                    "coco": write_coco_layout})},
             auto_candidates=rho_candidates((0.5, 0.8, 1.2), AUTO_SETTINGS),
-            auto_select={"ap": "box.AP", "apr": "box.APr"})
+            auto_select={"ap": "box.AP", "apr": "box.APr"}, spec_prefixes=SPEC_PREFIXES, import_model=import_model)

@@ -28,7 +28,8 @@ LVIS_THRESHOLDS = (100, 11)  # frequent: > 100 training images; rare: < 11 (1-10
 def det_preprocess(cfg: Stage1Config) -> PreprocessConfig:
     """The body's default resize (short side, long side at most; aspect kept) with any command-line sizes.
     The graph takes RGB in 0..1 and normalises itself."""
-    short, long = DET_SIZES[cfg.backbone]
+    # timm bodies and imported torchvision detectors: torchvision's 800 / 1333
+    short, long = DET_SIZES.get(cfg.backbone, DET_SIZES["resnet50_fpn"])
     if cfg.input_size:  # one number: fit inside a square of that side
         short = long = cfg.input_size
     short = cfg.min_size or short
@@ -82,7 +83,7 @@ def stage1(cfg: Stage1Config) -> int:
     train = LVISDataset(source, "train", pre, masks=cfg.masks)
     val = val_split(cfg, source, pre)
     model = LTDetector(body=cfg.backbone, num_classes=len(train.categories), masks=cfg.masks, head=cfg.head,
-                       passes=cfg.passes, pcb=cfg.pcb, pretrained=cfg.pretrained,
+                       passes=cfg.passes, pcb=cfg.pcb, pretrained=cfg.pretrained, frozen_bn=cfg.pretrained,
                        detections_per_image=cfg.detections_per_image,
                        candidates_per_class=cfg.candidates_per_class, candidates=cfg.candidates)
     prov = provenance(cfg, "stage1", model=cfg.backbone, pretrained=cfg.pretrained, pcb=cfg.pcb,

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltdeploy.errors import ModelError
+
 
 def _cbr(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, bias=False),
@@ -76,8 +78,8 @@ class LRASPPFeature(nn.Module):
 
 def _no_pretrained(name: str, pretrained: bool) -> None:
     if pretrained:
-        raise ValueError(f"{name}: no offline ImageNet weights ship here; train from scratch or use "
-                         "lraspp_lite0 --pretrained")
+        raise ModelError(f"{name}: no offline ImageNet weights ship here; train from scratch, pass --weights FILE "
+                         "or use lraspp_lite0 --pretrained")
 
 
 def _small(pretrained: bool) -> nn.Module:
@@ -85,20 +87,66 @@ def _small(pretrained: bool) -> nn.Module:
     return SmallSegNet()
 
 
+def torchvision_segmenter(name: str, num_classes: int, aux_loss: bool = False) -> nn.Module:
+    """torchvision's whole segmentation model `name` (random weights), as its own weights files fit."""
+    from torchvision.models import segmentation
+
+    if name not in TORCHVISION_SEGMENTERS:
+        raise ModelError(f"tv:{name}: not one of torchvision's segmenters ({', '.join(TORCHVISION_SEGMENTERS)})")
+    extra = {} if name.startswith("lraspp") else {"aux_loss": aux_loss}
+    return getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=num_classes, **extra)
+
+
+def body_of(name: str, model: nn.Module) -> nn.Module:
+    """The body of a torchvision segmenter: everything before its final 1x1 classifier(s), sharing modules."""
+    if name.startswith("lraspp"):
+        head = model.classifier
+        body = LRASPPFeature(model.backbone, head.low_classifier.in_channels, head.cbr[0].in_channels,
+                             head.cbr[0].out_channels)
+        body.cbr, body.scale = head.cbr, head.scale
+        return body
+    return BeforeClassifier(model)
+
+
+def classifier_of(name: str, model: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight K x C, bias K) of a torchvision segmenter's final classifier; LR-ASPP's two summed 1x1 convs are one
+    conv on the body's concatenated feature."""
+    if name.startswith("lraspp"):
+        low, high = model.classifier.low_classifier, model.classifier.high_classifier
+        return torch.cat([low.weight, high.weight], 1).flatten(1), low.bias + high.bias
+    conv = model.classifier[-1]
+    return conv.weight.flatten(1), conv.bias
+
+
 def _torchvision(name: str) -> Callable[[bool], nn.Module]:
     def build(pretrained: bool) -> nn.Module:
-        from torchvision.models import segmentation
-
         _no_pretrained(name, pretrained)
-        model = getattr(segmentation, name)(weights=None, weights_backbone=None, num_classes=2)
-        if name.startswith("lraspp"):
-            head = model.classifier
-            body = LRASPPFeature(model.backbone, head.low_classifier.in_channels, head.cbr[0].in_channels,
-                                 head.cbr[0].out_channels)
-            body.cbr, body.scale = head.cbr, head.scale
-            return body
-        return BeforeClassifier(model)
+        return body_of(name, torchvision_segmenter(name, 2))
     return build
+
+
+class TimmLRASPP(LRASPPFeature):
+    """LR-ASPP on any timm model's features (`features_only`): the stride-8 feature as the low level and the
+    deepest one as context, their strides read from `feature_info`."""
+
+    def __init__(self, name: str, pretrained: bool = False) -> None:
+        import timm
+
+        if not timm.is_model(name):
+            raise ModelError(f"timm:{name}: timm has no model {name!r} (see timm.list_models())")
+        probe = timm.create_model(name, features_only=True)
+        strides = probe.feature_info.reduction()
+        if 8 not in strides:
+            raise ModelError(f"timm:{name}: no stride-8 feature (strides {strides}); LR-ASPP needs one")
+        indices = (strides.index(8), len(strides) - 1)
+        if pretrained:
+            from training.core.libraries import download
+            net = download(f"timm:{name}", lambda: timm.create_model(name, pretrained=True, features_only=True,
+                                                                       out_indices=indices))
+        else:
+            net = timm.create_model(name, features_only=True, out_indices=indices)
+        low, high = net.feature_info.channels()
+        super().__init__(net, low, high)
 
 
 def _lraspp_lite0(pretrained: bool) -> nn.Module:
@@ -119,12 +167,12 @@ def _lraspp_lite0(pretrained: bool) -> nn.Module:
     return LRASPPFeature(net, low, high)
 
 
+TORCHVISION_SEGMENTERS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "fcn_resnet50",
+                          "deeplabv3_resnet50", "fcn_resnet101", "deeplabv3_resnet101")
+SPEC_PREFIXES = ("timm:", "tv:")
 SEG_BODIES: dict[str, Callable[[bool], nn.Module]] = {
     "small_seg": _small,
-    "lraspp_mobilenet_v3_large": _torchvision("lraspp_mobilenet_v3_large"),
-    "deeplabv3_mobilenet_v3_large": _torchvision("deeplabv3_mobilenet_v3_large"),
-    "fcn_resnet50": _torchvision("fcn_resnet50"),
-    "deeplabv3_resnet50": _torchvision("deeplabv3_resnet50"),
+    **{name: _torchvision(name) for name in TORCHVISION_SEGMENTERS[:4]},
     "lraspp_lite0": _lraspp_lite0,
 }
 
@@ -137,8 +185,28 @@ SEG_PREPROCESS = {
 
 
 def build_seg_body(name: str, pretrained: bool = False) -> tuple[nn.Module, int]:
-    """Build a registered segmentation body; returns (module, decoder feature channels C)."""
-    if name not in SEG_BODIES:
-        raise ValueError(f"unknown segmentation model {name!r}; choose from {', '.join(SEG_BODIES)}")
-    body = SEG_BODIES[name](pretrained)
+    """Build a segmentation body from its spec (a name below, tv:NAME or timm:NAME); returns (module, decoder
+    feature channels C)."""
+    if name.startswith("timm:"):
+        body = TimmLRASPP(name[len("timm:"):], pretrained)
+    elif name.startswith("tv:"):
+        _no_pretrained(name, pretrained)
+        body = body_of(name[len("tv:"):], torchvision_segmenter(name[len("tv:"):], 2))
+    elif name in SEG_BODIES:
+        body = SEG_BODIES[name](pretrained)
+    else:
+        raise ModelError(f"unknown segmentation model {name!r}; choose from {', '.join(SEG_BODIES)}, tv:NAME or "
+                         "timm:NAME")
     return body, body.out_channels
+
+
+def seg_preprocess_defaults(spec: str) -> tuple[int, str, tuple, tuple]:
+    """(input size, interpolation, mean, std) of a segmentation model: a timm body's own normalisation."""
+    if spec.startswith("timm:"):
+        from timm.data import resolve_data_config
+        from timm.models import get_pretrained_cfg
+
+        found = get_pretrained_cfg(spec[len("timm:"):])
+        cfg = resolve_data_config({}, pretrained_cfg=found.to_dict() if found else {})
+        return 512, "bilinear", tuple(cfg["mean"]), tuple(cfg["std"])
+    return SEG_PREPROCESS.get(spec, SEG_PREPROCESS["torchvision"])

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.core.folded import FoldedConvHead
+from training.core.libraries import library_versions
 from training.core.two_stage import TwoStageModel
 from training.segmentation.bodies import build_seg_body
 
@@ -26,7 +27,8 @@ class LTSegmenter(TwoStageModel):
         self.body, self.feat_dim = build_seg_body(body, pretrained)
         self.head = nn.Conv2d(self.feat_dim, num_classes, 1)
         self.calibrator: nn.Module | None = None
-        self.arch = {"task": "segmentation", "body": body, "num_classes": num_classes}
+        self.arch = {"task": "segmentation", "body": body, "num_classes": num_classes,
+                     "libraries": library_versions(body)}
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder feature (N, C, h, w): what stage 2 caches."""

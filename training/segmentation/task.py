@@ -8,8 +8,9 @@ from training.config import TaskDefaults
 from training.core.methods import SEG_METHODS, rho_candidates
 from training.layouts import write_ade20k_layout
 from training.segmentation import train
-from training.segmentation.bodies import SEG_BODIES
+from training.segmentation.bodies import SEG_BODIES, SPEC_PREFIXES
 from training.segmentation.evaluate import report
+from training.segmentation.imported import import_model
 from training.segmentation.model import LTSegmenter
 from training.segmentation.synthetic import make_seg_lt
 from training.tasks import SyntheticSet, Task, dataset_folder
@@ -39,4 +40,5 @@ TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rh
             methods=SEG_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
             synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})},
-            auto_candidates=rho_candidates((0.3, 0.6, 1.0)), auto_select={"miou": "mIoU", "tail": "tail_mIoU"})
+            auto_candidates=rho_candidates((0.3, 0.6, 1.0)), auto_select={"miou": "mIoU", "tail": "tail_mIoU"},
+            spec_prefixes=SPEC_PREFIXES, import_model=import_model)

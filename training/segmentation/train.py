@@ -14,7 +14,7 @@ from training.core.methods import SEG_METHODS, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
-from training.segmentation.bodies import SEG_PREPROCESS
+from training.segmentation.bodies import seg_preprocess_defaults
 from training.segmentation.data import make_seg_loader
 from training.segmentation.engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
 from training.segmentation.evaluate import SEG_HEADER, format_seg_scores, seg_confusion
@@ -23,7 +23,7 @@ from training.segmentation.model import LTSegmenter
 
 def seg_preprocess_for(cfg: Stage1Config) -> PreprocessConfig:
     """The model's default eval transform, with any command-line overrides."""
-    size, interp, mean, std = SEG_PREPROCESS.get(cfg.backbone, SEG_PREPROCESS["torchvision"])
+    size, interp, mean, std = seg_preprocess_defaults(cfg.backbone)
     size = cfg.input_size or size
     return PreprocessConfig(input_size=(size, size), resize_short=0, interpolation=cfg.interpolation or interp,
                             mean=tuple(cfg.mean or mean), std=tuple(cfg.std or std))
