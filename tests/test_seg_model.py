@@ -61,5 +61,7 @@ def test_bodies_report_their_feature_channels(name, channels):
 
 
 def test_no_offline_weights_is_a_clear_error():
-    with pytest.raises(ValueError, match="no offline ImageNet weights"):
+    from ltdeploy.errors import ModelError
+
+    with pytest.raises(ModelError, match="no offline ImageNet weights"):
         build_seg_body("lraspp_mobilenet_v3_large", pretrained=True)

@@ -58,6 +58,7 @@ def stage1(cfg: Stage1Config) -> int:
     """Train backbone + head jointly and save a stage-1 checkpoint."""
     torch.manual_seed(cfg.seed)
     train = read_split(cfg.data, "train")
+    read_split(cfg.data, "val", num_classes=train.num_classes)  # a broken val split fails now, not after training
     counts = train.class_counts()
     pre = preprocess_for(cfg)
     thresholds = (cfg.many, cfg.few) if cfg.many is not None else default_group_thresholds(counts)
