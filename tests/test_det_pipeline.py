@@ -366,3 +366,9 @@ def test_val_equals_evaluate_and_int8_keeps_nms_float(det_run: dict, det_onnx: s
         assert first["columns"][k] == want["box"][k], k
     assert first["details"]["detections"] == want["detections"] and second["details"]["detections"] > 0
     assert len(first["per_class"]) == 8 and "APr" in r.output
+
+
+def test_an_exif_rotated_photo_is_detected_in_the_displayed_frame(det_run: dict, det_onnx: str, tmp_path) -> None:
+    from test_exif_and_modes import _photos, _same_predictions
+
+    _same_predictions(det_onnx, _photos(tmp_path, val_images(det_run["data"])[0]))
