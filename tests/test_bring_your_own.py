@@ -238,3 +238,28 @@ def test_detector_import_gives_the_original_detections(tmp_path):
     assert len(b["scores"]) >= k
     assert torch.equal(a["labels"][:k], b["labels"][:k])
     assert (a["boxes"][:k] - b["boxes"][:k]).abs().max() < 1e-4 and (a["scores"][:k] - b["scores"][:k]).abs().max() < 1e-6
+
+
+def test_timm_specs_reach_segmentation_and_detection_bodies():
+    from training.detection.model import LTDetector
+    from training.segmentation.bodies import build_seg_body
+
+    body, channels = build_seg_body("timm:resnet10t")
+    with torch.no_grad():
+        feat = body.eval()(torch.zeros(1, 3, 64, 64))
+    assert feat.shape == (1, channels, 8, 8)  # LR-ASPP at the stride-8 feature, from feature_info
+    det = LTDetector(body="timm:resnet10t", num_classes=3).eval()
+    with torch.no_grad():
+        levels = det.net.backbone(torch.zeros(1, 3, 64, 64))
+    assert [v.shape[-1] for v in levels.values()] == [8, 4, 2, 1]  # strides 8, 16, 32 and the pooled level
+    assert det.arch["body"] == "timm:resnet10t" and "pretrained" not in det.arch
+
+
+def test_list_dataset_class_count_mismatch_names_both_counts(models, digits, tmp_path):
+    data = tmp_path / "thirty-six"
+    data.mkdir()
+    (data / "classes.txt").write_text("".join(f"c{i}\n" for i in range(36)))
+    lines = (digits / "test.txt").read_text().split("\n")[:3]
+    (data / "test.txt").write_text("".join(f"{digits / line.split()[0]} {i}\n" for i, line in enumerate(lines)))
+    r = ltdeploy_cli("val", "--engine", str(models["folded"]), "--data", str(data))
+    _one_error_line(r, "the dataset has 36 classes (classes.txt) but the model has 10")

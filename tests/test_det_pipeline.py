@@ -372,3 +372,23 @@ def test_an_exif_rotated_photo_is_detected_in_the_displayed_frame(det_run: dict,
     from test_exif_and_modes import _photos, _same_predictions
 
     _same_predictions(det_onnx, _photos(tmp_path, val_images(det_run["data"])[0]))
+
+
+def test_an_imported_torchvision_detector_calibrates_and_exports(det_run: dict, tmp_path) -> None:
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    net = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=9)
+    torch.nn.init.normal_(net.roi_heads.box_predictor.cls_score.weight, std=0.01)
+    weights, s1, s2, onnx_out = (str(tmp_path / n) for n in ("frcnn.pth", "imp.pt", "imp_da.pt", "imp.onnx"))
+    torch.save({"model": net.state_dict()}, weights)
+    common = ["--data", det_run["data"], "--input-size", "64"]
+    assert train_main(["import", "--arch", "tv:fasterrcnn_resnet50_fpn", "--weights", weights, "--out", s1,
+                       *common]) == 0
+    ck = read_checkpoint(s1)
+    assert ck.arch["frozen_bn"] and ck.arch["representation"] == 1024
+    assert ck.description.provenance["weights"]["file"] == "frcnn.pth"
+    assert train_main(["stage2", "--checkpoint", s1, "--out", s2, "--data", det_run["data"], "--epochs", "1",
+                       "--batch-size", "4", "--warmup", "2"]) == 0
+    assert export_main([s2, "-o", onnx_out, "--data", det_run["data"]]) == 0
+    assert os.path.getsize(onnx_out) > 1e8  # ResNet-50-FPN with its 1024-wide box head
