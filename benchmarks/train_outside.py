@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             sched.step()
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.3f}", flush=True)
     print(f"own evaluation, test balanced top-1: {100 * balanced_top1(model, _loader(args.data, 'test', args.size, False)):.2f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     torch.save(model.state_dict(), args.out)
     print(f"wrote {args.out}")
     return 0
