@@ -31,6 +31,11 @@ class CommonConfig:
     warmup: int = 100
     clip: float = 10.0
     no_val: bool = False
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    amp: str = "off"  # off | bf16 | fp16
+    channels_last: bool = False
+    save_every: int = 0  # epochs between resumable states written to --out (0: none)
+    resume: str | None = None  # a resumable state to continue from
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,14 @@ def _common_parser() -> argparse.ArgumentParser:
     common.add_argument("--rfs", type=float, default=0.0, help="detection: repeat-factor sampling threshold (0: off)")
     common.add_argument("--warmup", type=int, default=100, help="detection: linear warm-up iterations")
     common.add_argument("--clip", type=float, default=10.0, help="detection: gradient norm clip")
+    common.add_argument("--device", default="auto", help="auto (the first GPU if there is one), cpu or cuda[:N]")
+    common.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+                        help="mixed precision (torch.autocast; fp16 adds a GradScaler)")
+    common.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs "
+                                                                      "on tensor cores)")
+    common.add_argument("--save-every", type=int, default=0,
+                        help="write a resumable state to --out every K epochs (Ctrl-C / SIGTERM write one too)")
+    common.add_argument("--resume", default=None, help="continue the run whose resumable state this file holds")
     common.add_argument("--no-val", action="store_true",
                         help="detection: skip the val evaluation at the end (LVIS val takes hours on a CPU; "
                              "run evaluate.py on the checkpoint instead)")

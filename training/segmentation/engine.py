@@ -21,15 +21,13 @@ FEATURE_CACHE_LIMIT_BYTES = 4 << 30  # decoder features of the training split ke
 
 def random_hflip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Flip image and label map together, each sample with probability 1/2."""
-    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    flip = (torch.rand(x.shape[0], generator=gen) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x), torch.where(flip[:, None, None], y.flip(2), y)
 
 
 def train_seg_stage1(model: LTSegmenter, loader: DataLoader, cfg: TrainConfig) -> dict:
     """Joint training of body and classifier: per-pixel cross-entropy, ignore label skipped."""
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    def step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
         if cfg.hflip:
             x, y = random_hflip(x, y, gen)
         logits = model(x)

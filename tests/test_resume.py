@@ -1,0 +1,76 @@
+"""Long runs: a run killed after its first save and resumed ends with the uninterrupted run's weights; SIGTERM
+saves a resumable state first; a non-finite loss stops the run in one line; bf16 autocast trains and exports."""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from tests.conftest import PY, ROOT, run
+from training.core.resume import is_state_file
+
+pytestmark = pytest.mark.slow  # three short trainings in subprocesses
+
+
+def _base(digits) -> list[str]:
+    return [PY, "training/train.py", "stage1", "--data", str(digits), "--epochs", "4", "--device", "cpu",
+            "--batch-size", "32"]
+
+
+def _weights(path) -> dict:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return payload["state_dict"]
+
+
+def _stopped(cmd: list[str], how: int, ready) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ready() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(how)
+    stdout, stderr = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
+def test_killed_or_stopped_runs_resume_to_the_uninterrupted_weights(digits, tmp_path):
+    full, killed, stopped = tmp_path / "full.pt", tmp_path / "killed.pt", tmp_path / "stopped.pt"
+    r = run(*_base(digits), "--out", str(full))
+    assert r.returncode == 0, r.stderr
+    # SIGKILL once the first epoch's state is on disk
+    r = _stopped([*_base(digits), "--out", str(killed), "--save-every", "1"], signal.SIGKILL,
+                 lambda: killed.exists())
+    assert r.returncode == -signal.SIGKILL and is_state_file(str(killed))
+    # SIGTERM mid-run (after the first save, so the handler is surely installed): the loop saves where it is,
+    # epoch and iteration, and exits with one line
+    r = _stopped([*_base(digits), "--out", str(stopped), "--save-every", "1"], signal.SIGTERM,
+                 lambda: stopped.exists())
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
+    assert r.returncode == 2 and len(errors) == 1 and "--resume" in errors[0], r.stderr
+    assert is_state_file(str(stopped))
+    for path in (killed, stopped):
+        r = run(*_base(digits), "--out", str(path), "--resume", str(path))
+        assert r.returncode == 0, r.stderr
+        ours, theirs = _weights(path), _weights(full)
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours), path.name
+
+
+def test_a_non_finite_loss_stops_in_one_line_and_keeps_the_last_save(digits, tmp_path):
+    out = tmp_path / "nan.pt"
+    r = run(*_base(digits), "--out", str(out), "--lr", "1e30", "--save-every", "1")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
+    assert r.returncode == 2 and len(errors) == 1 and "iteration" in errors[0] and "Traceback" not in r.stderr
+    assert not out.exists() or is_state_file(str(out))  # nothing but the last good state
+
+
+def test_bf16_autocast_trains_and_exports(digits, tmp_path):
+    ck, onnx_out = tmp_path / "bf16.pt", tmp_path / "bf16.onnx"
+    r = run(PY, "training/train.py", "stage1", "--data", str(digits), "--epochs", "1", "--amp", "bf16",
+            "--channels-last", "--out", str(ck))
+    assert r.returncode == 0, r.stderr
+    assert all(v.dtype in (torch.float32, torch.int64) for v in _weights(ck).values())
+    r = run(PY, "export/to_onnx.py", str(ck), "-o", str(onnx_out))
+    assert r.returncode == 0 and onnx_out.exists(), r.stderr
