@@ -64,7 +64,7 @@ def torch_target(path: str, threads: int) -> Target:
     """A checkpoint in PyTorch eager mode (inference_mode, same thread count)."""
     import torch
 
-    from training.core.checkpoint import read_checkpoint
+    from training.checkpoints import read_checkpoint
 
     torch.set_num_threads(threads)
     ck = read_checkpoint(path)

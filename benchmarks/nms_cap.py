@@ -27,7 +27,7 @@ from torchvision.ops import boxes as box_ops
 
 import training.detection.heads as det_heads
 from ltdeploy.datasets.det_sources import resolve_det_source
-from training.core.checkpoint import read_checkpoint
+from training.checkpoints import read_checkpoint
 from training.detection.candidate_cap import CandidateCap
 from training.detection.candidates import class_offset_nms
 from training.detection.data import LVISDataset

@@ -25,7 +25,8 @@ from ltdeploy.errors import LtDeployError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_batch
 from ltdeploy.tasks import task_spec
-from training.core.checkpoint import Checkpoint, file_sha256, read_checkpoint
+from training.checkpoints import read_checkpoint
+from training.core.checkpoint import Checkpoint, file_sha256
 from training.segmentation.model import ArgmaxLabels
 from training.tasks import get_task
 

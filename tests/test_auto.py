@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from ltdeploy.cli import cli
-from training.core.checkpoint import read_checkpoint
+from training.checkpoints import read_checkpoint
 from training.core.methods import AUTO_ORDER, AUTO_RHO, METHODS
 from training.train import main as train
 

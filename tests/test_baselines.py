@@ -151,10 +151,10 @@ def test_feature_cache_on_disk_is_reused_and_exact(models, digits, tmp_path):
 
 
 def test_stage2_val_score_from_cached_features_equals_the_images(models, digits, capsys):
+    from training.checkpoints import read_checkpoint
     from training.classification.features import Stage2Data
     from training.classification.train import validate, validate_cached
     from training.config import Stage2Config
-    from training.core.checkpoint import read_checkpoint
 
     ck = read_checkpoint(str(models["disalign"]))
     ck.model.eval()

@@ -97,7 +97,7 @@ def test_nms_cap_counts_candidates_at_scale(tmp_path, capsys):
 
 def test_make_seg_models_writes_both_checkpoints(tmp_path):
     from benchmarks.make_seg_models import main
-    from training.core.checkpoint import read_checkpoint
+    from training.checkpoints import read_checkpoint
 
     assert main(["--out", str(tmp_path), "--model", "small_seg", "--classes", "7", "--size", "32"]) == 0
     stage1, disalign = (read_checkpoint(str(tmp_path / f"{n}.pt")) for n in ("stage1", "disalign"))

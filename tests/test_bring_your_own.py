@@ -197,7 +197,7 @@ def test_segmenter_import_gives_the_original_logits(seg_runs, tmp_path):
     from torchvision.models import segmentation
 
     from ltdeploy.datasets.seg_folders import read_seg_split
-    from training.core.checkpoint import read_checkpoint
+    from training.checkpoints import read_checkpoint
 
     data, _ = seg_runs
     names = read_seg_split(str(data), "train").class_names

@@ -34,3 +34,39 @@ def test_task_names_are_tested_only_in_the_registries():
     found = [f"{p.relative_to(ROOT)}:{i}" for p in SOURCES if p not in REGISTRIES
              for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if TASK_TEST.search(line)]
     assert found == []
+
+
+def _runtime_imports(path: pathlib.Path, modules: set[str]) -> set[str]:
+    """The repository modules a file imports when it runs (imports under `if TYPE_CHECKING:` are not run)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    typing_only = {id(n) for block in ast.walk(tree)
+                   if isinstance(block, ast.If) and getattr(block.test, "id", "") == "TYPE_CHECKING"
+                   for n in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found |= {m for m in [node.module, *(f"{node.module}.{a.name}" for a in node.names)] if m in modules}
+        elif isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name in modules}
+    return found
+
+
+def test_no_import_circles():
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p for p in SOURCES}
+    graph = {name: _runtime_imports(path, set(names)) - {name} for name, path in names.items()}
+
+    def reaches(start: str, goal: str) -> bool:
+        seen, todo = set(), list(graph[start])
+        while todo:
+            node = todo.pop()
+            if node == goal:
+                return True
+            if node not in seen:
+                seen.add(node)
+                todo.extend(graph[node])
+        return False
+    assert graph["training.core.stage2"] and graph["training.checkpoints"]  # the scan sees imports
+    circles = sorted(name for name in graph if reaches(name, name))
+    assert circles == []

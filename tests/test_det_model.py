@@ -121,7 +121,8 @@ def test_a_detector_saved_before_the_shared_preprocessing_still_loads(tmp_path) 
     """Its torchvision transform resized the long side to `image_size` inside the model: the 'fit' geometry."""
     from ltdeploy.metadata import ModelDescription
     from ltdeploy.preprocess import PreprocessConfig
-    from training.core.checkpoint import FORMAT, read_checkpoint
+    from training.checkpoints import read_checkpoint
+    from training.core.checkpoint import FORMAT
 
     desc = ModelDescription("detection", [f"c{i}" for i in range(5)], [200, 50, 20, 5, 1], (100, 11),
                             PreprocessConfig((64, 64), 0, "bilinear", (0.0,) * 3, (1.0,) * 3), "images",

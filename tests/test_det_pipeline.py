@@ -26,7 +26,8 @@ from ltdeploy.datasets.det_sources import resolve_det_source
 from ltdeploy.detect import select, to_image
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import preprocess_image
-from training.core.checkpoint import read_checkpoint, save_checkpoint
+from training.checkpoints import read_checkpoint
+from training.core.checkpoint import save_checkpoint
 from training.detection.data import LVISDataset
 from training.detection.engine import detect
 from training.detection.evaluate import evaluate_detection, onnx_detections

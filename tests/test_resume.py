@@ -74,3 +74,14 @@ def test_bf16_autocast_trains_and_exports(digits, tmp_path):
     assert all(v.dtype in (torch.float32, torch.int64) for v in _weights(ck).values())
     r = run(PY, "export/to_onnx.py", str(ck), "-o", str(onnx_out))
     assert r.returncode == 0 and onnx_out.exists(), r.stderr
+
+
+def test_an_unfinished_run_is_refused_where_a_checkpoint_is_expected(digits, tmp_path):
+    state = tmp_path / "running.pt"
+    torch.save({"format": "ltdeploy.resume/1"}, state)
+    r = run(PY, "export/to_onnx.py", str(state), "-o", str(tmp_path / "m.onnx"))
+    assert r.returncode != 0 and "--resume" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "m.onnx").exists()
+    r = run(PY, "training/train.py", "stage2", "--checkpoint", str(state), "--data", str(digits),
+            "--out", str(tmp_path / "s2.pt"))
+    assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr, r.stderr

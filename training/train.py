@@ -42,6 +42,7 @@ import torch
 
 from ltdeploy.errors import LtDeployError
 from training.config import ImportConfig, Stage1Config, config_from_args
+from training.core.auto import run_auto
 from training.core.heads import HEADS
 from training.core.methods import METHODS
 from training.core.stage2 import run_stage2
@@ -182,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if isinstance(cfg, ImportConfig):
             return task.import_model(cfg)
-        return task.stage1(cfg) if isinstance(cfg, Stage1Config) else run_stage2(task, cfg)
+        return task.stage1(cfg) if isinstance(cfg, Stage1Config) else run_auto(task, cfg) if cfg.method == "auto" \
+            else run_stage2(task, cfg)
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -28,8 +28,8 @@ def model_outputs(model_path: str, data_dir: str, split: str, batch_size: int) -
                 "description": desc, "sigma": None}
     import torch
 
+    from training.checkpoints import read_checkpoint
     from training.classification.data import make_loader
-    from training.core.checkpoint import read_checkpoint
     ck = read_checkpoint(model_path)
     desc, model = ck.description, ck.model
     calibrator = model.calibrator if hasattr(model.calibrator, "sigma") else None

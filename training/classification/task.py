@@ -13,7 +13,7 @@ from training.classification.model import LTClassifier
 from training.classification.synthetic import make_digits_lt, make_shapes_lt
 from training.config import TaskDefaults
 from training.core.methods import CLASSIFICATION_BUILDERS, classification_candidates
-from training.tasks import SyntheticSet, Task, dataset_folder
+from training.core.task import SyntheticSet, Task, dataset_folder
 
 
 def _build(arch: dict) -> LTClassifier:

@@ -14,7 +14,7 @@ from training.config import Stage2Config
 from training.core.stage2 import fit_stage2, save_stage2
 
 if TYPE_CHECKING:
-    from training.tasks import Task
+    from training.core.task import Task
 
 
 def candidate_label(method: str, overrides: dict) -> str:

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from training.config import Stage2Config, as_record
-from training.core.checkpoint import Checkpoint, file_sha256, read_checkpoint, save_checkpoint
+from training.core.checkpoint import Checkpoint, file_sha256, payload_task, read_payload, restore, save_checkpoint
 from training.core.provenance import provenance
 
 if TYPE_CHECKING:
     from ltdeploy.metadata import ModelDescription
+    from training.core.task import Task
     from training.core.two_stage import TwoStageModel
-    from training.tasks import Task
 
 
 @dataclass
@@ -59,12 +59,8 @@ class Fitted:
 
 
 def run_stage2(task: "Task", cfg: Stage2Config) -> int:
-    """Freeze a stage-1 checkpoint of the task, fit a calibration method on it (or, with `auto`, every
-    candidate, keeping the best on val) and save the result."""
-    if cfg.method == "auto":
-        from training.core.auto import run_auto
-
-        return run_auto(task, cfg)
+    """Freeze a stage-1 checkpoint of the task, fit a calibration method on it and save the result (`auto`,
+    which fits every candidate, is `training.core.auto.run_auto`)."""
     if cfg.method not in task.methods:
         print(f"error: {task.name} calibrates with {', '.join(task.methods)}, not {cfg.method}", file=sys.stderr)
         return 2
@@ -78,7 +74,16 @@ def run_stage2(task: "Task", cfg: Stage2Config) -> int:
 def fit_stage2(task: "Task", cfg: Stage2Config) -> Fitted | int:
     """Fit `cfg.method` on a fresh copy of the stage-1 checkpoint and score it on val; 2 for a calibrated one."""
     torch.manual_seed(cfg.seed)
-    ck: Checkpoint = read_checkpoint(cfg.checkpoint)
+    try:
+        payload = read_payload(cfg.checkpoint)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if payload_task(payload) != task.name:
+        print(f"error: {cfg.checkpoint} is a {payload_task(payload)} model but {cfg.data} is a {task.name} dataset",
+              file=sys.stderr)
+        return 2
+    ck: Checkpoint = restore(payload, cfg.checkpoint, task)
     if ck.arch.get("calibrator"):
         print(f"error: {cfg.checkpoint} is already calibrated ({ck.arch['calibrator']}); give the stage-1 "
               "checkpoint", file=sys.stderr)

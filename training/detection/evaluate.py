@@ -55,7 +55,7 @@ def evaluate_detection(model_path: str, source: DetSource | str, split: str = "v
         if masks:
             out["mask"] = lvis_ap(gt, dets, "segm")
         return dict(out, description=desc)
-    from training.core.checkpoint import read_checkpoint
+    from training.checkpoints import read_checkpoint
     ck = read_checkpoint(model_path)
     dataset = LVISDataset(source, split, ck.description.preprocess)
     return dict(score_detector(ck.model, ck.description, dataset), description=ck.description)

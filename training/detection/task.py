@@ -8,6 +8,7 @@ from ltdeploy.metadata import LEGACY_SCHEMA, SCHEMA
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import TaskDefaults
 from training.core.methods import DET_METHODS, rho_candidates
+from training.core.task import SyntheticSet, Task
 from training.detection import train
 from training.detection.data import LVISDataset
 from training.detection.evaluate import report
@@ -15,7 +16,6 @@ from training.detection.imported import import_model
 from training.detection.model import DET_BODIES, SPEC_PREFIXES, LTDetector
 from training.detection.synthetic import make_det_lt
 from training.layouts import write_coco_layout, write_lvis_layout
-from training.tasks import SyntheticSet, Task
 
 
 def _build(arch: dict) -> LTDetector:

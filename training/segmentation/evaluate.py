@@ -33,7 +33,7 @@ def seg_label_fn(model_path: str) -> tuple[ModelDescription, LabelFn]:
         return predictor.description, engine_labels(predictor)
     import torch
 
-    from training.core.checkpoint import read_checkpoint
+    from training.checkpoints import read_checkpoint
     ck = read_checkpoint(model_path)
 
     def run_torch(x: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ import argparse
 from ltdeploy.datasets.seg_folders import read_seg_split
 from training.config import TaskDefaults
 from training.core.methods import SEG_METHODS, rho_candidates
+from training.core.task import SyntheticSet, Task, dataset_folder
 from training.layouts import write_ade20k_layout
 from training.segmentation import train
 from training.segmentation.bodies import SEG_BODIES, SPEC_PREFIXES
@@ -13,7 +14,6 @@ from training.segmentation.evaluate import report
 from training.segmentation.imported import import_model
 from training.segmentation.model import LTSegmenter
 from training.segmentation.synthetic import make_seg_lt
-from training.tasks import SyntheticSet, Task, dataset_folder
 
 
 def _build(arch: dict) -> LTSegmenter:
