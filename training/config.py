@@ -34,6 +34,7 @@ class CommonConfig:
     device: str = "auto"  # auto | cpu | cuda[:N]
     amp: str = "off"  # off | bf16 | fp16
     channels_last: bool = False
+    sync_bn: bool = False
     save_every: int = 0  # epochs between resumable states written to --out (0: none)
     resume: str | None = None  # a resumable state to continue from
 

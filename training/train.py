@@ -35,6 +35,7 @@ stage-2 method calibrates it:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 
@@ -43,6 +44,8 @@ import torch
 from ltdeploy.errors import LtDeployError
 from training.config import ImportConfig, Stage1Config, config_from_args
 from training.core.auto import run_auto
+from training.core.device import resolve_device
+from training.core.distributed import current_world, finish, init_distributed, launched
 from training.core.heads import HEADS
 from training.core.methods import METHODS
 from training.core.stage2 import run_stage2
@@ -74,6 +77,8 @@ def _common_parser() -> argparse.ArgumentParser:
                         help="mixed precision (torch.autocast; fp16 adds a GradScaler)")
     common.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs "
                                                                       "on tensor cores)")
+    common.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs: batch-norm statistics "
+                                                                 "over every process's batch")
     common.add_argument("--save-every", type=int, default=0,
                         help="write a resumable state to --out every K epochs (Ctrl-C / SIGTERM write one too)")
     common.add_argument("--resume", default=None, help="continue the run whose resumable state this file holds")
@@ -181,13 +186,31 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     cfg = task.resolve(config_from_args(args, task.defaults))
     try:
+        cfg = dataclasses.replace(cfg, device=_run_device(cfg, task, args.stage))
+        init_distributed(torch.device(cfg.device))  # under torchrun: join the group before anything prints
         if isinstance(cfg, ImportConfig):
             return task.import_model(cfg)
-        return task.stage1(cfg) if isinstance(cfg, Stage1Config) else run_auto(task, cfg) if cfg.method == "auto" \
+        rc = task.stage1(cfg) if isinstance(cfg, Stage1Config) else run_auto(task, cfg) if cfg.method == "auto" \
             else run_stage2(task, cfg)
+        finish(current_world())  # under torchrun: every rank done (rank 0 wrote), then leave the group
+        return rc
     except LtDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_device(cfg, task, stage: str) -> str:
+    """The device this stage runs on: --device where the stage trains there, else the CPU (`auto` falls back
+    to it; a GPU asked for by name is refused in one line, as is torchrun for anything but stage 1)."""
+    if launched() and stage != "stage1":
+        raise LtDeployError(f"{stage} runs in one process (it fits a calibration on cached features): run it "
+                            "without torchrun")
+    device = resolve_device(cfg.device)
+    if device.type == "cpu" or (stage == "stage1" and task.trains_on_gpu):
+        return str(device)
+    if cfg.device != "auto":
+        raise LtDeployError(f"{task.name} {stage} runs on the CPU in this version; drop --device {cfg.device}")
+    return "cpu"
 
 
 def _model_problem(args: argparse.Namespace, task) -> str | None:

@@ -38,14 +38,19 @@ class TrainState:
     loader_at_epoch_start: torch.Tensor | None = None
 
 
+def random_states(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
+    """This process's random state: its named generators and torch's global one."""
+    return {**{k: g.get_state() for k, g in generators.items()}, "torch": torch.get_rng_state()}
+
+
 def save_state(path: str, arch: dict, model: torch.nn.Module, opt, sched, scaler, state: TrainState,
-               generators: dict[str, torch.Generator], record: dict) -> None:
-    """Write the resumable state of a run to `path` (atomically)."""
+               rank_states: list[dict[str, torch.Tensor]], record: dict) -> None:
+    """Write the resumable state of a run to `path` (atomically); `rank_states` holds every process's
+    `random_states`, in rank order."""
     payload = {"format": FORMAT, "arch": arch, "model": cpu_state(model), "optimizer": opt.state_dict(),
                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": state.epoch,
                "step": state.step, "log": state.log, "loader_at_epoch_start": state.loader_at_epoch_start,
-               "generators": {k: g.get_state() for k, g in generators.items()},
-               "torch_rng": torch.get_rng_state(), "args": record}
+               "random": rank_states, "args": record}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
 
@@ -58,22 +63,28 @@ def is_state_file(path: str) -> bool:
         return False
 
 
-def load_state(path: str, model: torch.nn.Module, opt, sched, scaler,
-               generators: dict[str, torch.Generator]) -> TrainState:
-    """Restore a run from `path` into the freshly built objects; returns where it stood."""
+def load_state(path: str, model: torch.nn.Module, opt, sched, scaler, generators: dict[str, torch.Generator],
+               rank: int = 0, world_size: int = 1) -> TrainState:
+    """Restore a run from `path` into the freshly built objects (this rank's random state); returns where it
+    stood."""
     if not os.path.isfile(path):
         raise LtDeployError(f"--resume {path}: no such file")
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise LtDeployError(f"--resume {path}: not a resumable training state (a finished checkpoint is complete; "
                             "start stage 2 from it instead)")
+    saved_by = len(payload["random"])
+    if saved_by != world_size:
+        raise LtDeployError(f"--resume {path}: saved by {saved_by} process(es); resume it with as many "
+                            f"(torchrun --nproc_per_node), not {world_size}")
     model.load_state_dict(payload["model"])
     opt.load_state_dict(payload["optimizer"])
     sched.load_state_dict(payload["scheduler"])
     scaler.load_state_dict(payload["scaler"])
+    mine = payload["random"][rank]
     for name, gen in generators.items():
-        gen.set_state(payload["generators"][name])
-    torch.set_rng_state(payload["torch_rng"])
+        gen.set_state(mine[name])
+    torch.set_rng_state(mine["torch"])
     return TrainState(payload["epoch"], payload["step"], payload["log"], payload["loader_at_epoch_start"])
 
 

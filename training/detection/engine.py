@@ -3,7 +3,6 @@ COCO-results output and the validation confusion matrix."""
 from __future__ import annotations
 
 import math
-import os
 import time
 
 import numpy as np
@@ -16,15 +15,9 @@ from tqdm import tqdm
 
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
+from training.core.distributed import init_distributed
 from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
 from training.detection.model import LTDetector
-
-
-def init_distributed() -> tuple[int, int]:
-    """(rank, world size): a gloo process group under torchrun, (0, 1) otherwise."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 class RandomFlip(Dataset):
@@ -68,7 +61,8 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
     `loss_keys` limits the optimised losses (stage 2: the classification loss only). Returns the
     per-iteration total loss (rank 0's view of the mean over ranks) and per-epoch means.
     """
-    rank, world = init_distributed()
+    joined = init_distributed()
+    rank, world = joined.rank, joined.size
     loader, sampler, source = make_det_loader(dataset, cfg, rank, world)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.distributed as dist
 
 from ltdeploy.datasets.det_sources import DetSource, resolve_det_source
 from ltdeploy.files import write_json
@@ -13,12 +12,13 @@ from ltdeploy.metadata import ModelDescription
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import Stage1Config, Stage2Config, as_record
 from training.core.checkpoint import Checkpoint, save_checkpoint
+from training.core.distributed import finish, init_distributed
 from training.core.grw import grw_weights
 from training.core.methods import DET_METHODS, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage2 import Stage2Job, stage1_sha
 from training.detection.data import LVISDataset
-from training.detection.engine import init_distributed, train_detector
+from training.detection.engine import train_detector
 from training.detection.evaluate import check_dataset, print_det_table, score_detector
 from training.detection.model import DET_SIZES, LTDetector
 
@@ -60,12 +60,6 @@ def _describe(train: LVISDataset, calibration: dict, prov: dict, masks: bool,
                             output_names=outputs, calibration=calibration, provenance=prov, class_ids=train.class_ids)
 
 
-def _finish(world: int) -> None:
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-
-
 def resolve(cfg: Stage1Config | Stage2Config) -> Stage1Config | Stage2Config:
     """Stage 1's PCB defaults: 3 box-head passes with --pcb, PCB from 2/3 of the epochs."""
     if not isinstance(cfg, Stage1Config):
@@ -77,7 +71,8 @@ def resolve(cfg: Stage1Config | Stage2Config) -> Stage1Config | Stage2Config:
 def stage1(cfg: Stage1Config) -> int:
     """Train a detector (optionally with PCB) and save a stage-1 checkpoint (rank 0 under torchrun)."""
     source = resolve_det_source(cfg.data, cfg.train_ann, cfg.val_ann, cfg.images)
-    rank, world = init_distributed()
+    joined = init_distributed()
+    rank, world = joined.rank, joined.size
     torch.manual_seed(cfg.seed)
     pre = det_preprocess(cfg)
     train = LVISDataset(source, "train", pre, masks=cfg.masks)
@@ -105,7 +100,7 @@ def stage1(cfg: Stage1Config) -> int:
         print(f"wrote {cfg.out} (sha256 {sha[:12]}); stage 1 took {history['seconds']} s")
         if cfg.loss_log:
             write_json(cfg.loss_log, {"world_size": world, "iterations": history["iterations"]})
-    _finish(world)
+    finish(joined)
     return 0
 
 

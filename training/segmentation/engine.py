@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from ltdeploy.datasets.seg_folders import IGNORE
 from training.config import TrainConfig
+from training.core.engine import train_epochs
 from training.core.grw import GRWLoss
-from training.core.loops import fit_on_features, train_epochs
+from training.core.loops import fit_on_features
 from training.segmentation.model import LTSegmenter, upsample
 
 FEATURE_CACHE_LIMIT_BYTES = 4 << 30  # decoder features of the training split kept in memory up to this
@@ -27,10 +28,10 @@ def random_hflip(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tupl
 
 def train_seg_stage1(model: LTSegmenter, loader: DataLoader, cfg: TrainConfig) -> dict:
     """Joint training of body and classifier: per-pixel cross-entropy, ignore label skipped."""
-    def step(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
+    def step(net: nn.Module, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
         if cfg.hflip:
             x, y = random_hflip(x, y, gen)
-        logits = model(x)
+        logits = net(x)
         valid = y != IGNORE
         right = int((logits.argmax(1)[valid] == y[valid]).sum())
         return F.cross_entropy(logits, y, ignore_index=IGNORE), int(valid.sum()), right

@@ -1,0 +1,137 @@
+"""The one stage-1 training loop every task runs: SGD with a cosine schedule on the run's device and precision,
+in one process or several under torchrun, resumable, stopped cleanly by Ctrl-C / SIGTERM or a non-finite loss.
+A task brings only its step: step(net, x, y, gen) → (loss, targets covered, targets right)."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from training.config import TrainConfig, as_record
+from training.core.device import Placement
+from training.core.distributed import (
+    any_rank,
+    gather,
+    init_distributed,
+    rank_device,
+    reduce_sum,
+    set_epoch,
+    shard_loader,
+    wrap,
+)
+from training.core.resume import (
+    Interrupted,
+    NonFiniteLoss,
+    TrainState,
+    load_state,
+    random_states,
+    save_state,
+    stop_requests,
+)
+
+StepFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, int, int]]
+RANK_SEED_STRIDE = 7919  # rank r draws its augmentation from seed + r * stride (rank 0: the one-process stream)
+
+
+def cosine_sgd(params: list[nn.Parameter], lr: float, wd: float, steps: int) -> tuple:
+    """SGD (momentum 0.9) with a per-step cosine schedule from `lr` down to zero."""
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=wd)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    return opt, sched
+
+
+class Stage1Run:
+    """One run of `train_epochs`: its placement, process group, optimiser and random state."""
+
+    def __init__(self, model: nn.Module, loader: DataLoader, cfg: TrainConfig, step: StepFn, acc_name: str) -> None:
+        place = Placement.from_config(cfg)
+        self.world = init_distributed(place.device)
+        self.place = dataclasses.replace(place, device=rank_device(place.device, self.world))
+        self.model, self.cfg, self.step, self.acc_name = self.place.prepare(model), cfg, step, acc_name
+        self.loader = shard_loader(loader, self.world, cfg.seed)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.opt, self.sched = cosine_sgd(params, cfg.lr, cfg.wd, cfg.epochs * len(self.loader))
+        self.scaler = self.place.scaler()
+        self.gen = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * self.world.rank)
+        self.generators = {"augment": self.gen, **({"loader": self.loader.generator}
+                                                   if self.loader.generator is not None else {})}
+        self.state = load_state(cfg.resume, model, self.opt, self.sched, self.scaler, self.generators,
+                                self.world.rank, self.world.size) if getattr(cfg, "resume", None) else TrainState()
+        self.net = wrap(model, self.world, getattr(cfg, "sync_bn", False))  # after resume: DDP copies rank 0
+
+    def _loader_state(self) -> torch.Tensor | None:
+        return self.loader.generator.get_state() if self.loader.generator is not None else None
+
+    def save(self, epoch: int, done: int, loader_at_epoch_start: torch.Tensor | None) -> None:
+        """Every rank's random state to rank 0, which writes the resumable state to --out."""
+        ranks = gather(random_states(self.generators), self.world)
+        if self.world.main:
+            save_state(self.cfg.out, getattr(self.model, "arch", {}), self.model, self.opt, self.sched, self.scaler,
+                       TrainState(epoch, done, self.state.log, loader_at_epoch_start), ranks, as_record(self.cfg))
+
+    def epoch(self, epoch: int, stop: dict) -> tuple[float, float, float]:
+        """One epoch (the rest of it after a mid-epoch resume); returns the summed loss, targets and right."""
+        set_epoch(self.loader, epoch)
+        if self.state.loader_at_epoch_start is not None:  # resumed: this epoch's order as it was first drawn
+            self.loader.generator.set_state(self.state.loader_at_epoch_start)
+            self.state.loader_at_epoch_start = None
+        at_start = self._loader_state()
+        self.net.train()
+        total, correct, loss_sum = 0, 0, 0.0
+        for i, (x, y) in enumerate(self.loader):
+            if i < self.state.step:  # done before the run stopped
+                continue
+            if any_rank(stop["stop"], self.world):
+                self.save(epoch, i, at_start)
+                raise Interrupted(f"stopped at epoch {epoch + 1}, iteration {i}; the state is in {self.cfg.out}: "
+                                  f"continue with --resume {self.cfg.out}")
+            with self.place.autocast():
+                loss, n, right = self.step(self.net, self.place.to(x), self.place.to(y), self.gen)
+            if any_rank(not torch.isfinite(loss), self.world):
+                raise NonFiniteLoss(f"the loss is not finite at epoch {epoch + 1}, iteration {i + 1}; lower --lr "
+                                    "(the last saved checkpoint is kept)")
+            self.opt.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
+            self.sched.step()
+            total += n
+            loss_sum += loss.item() * n
+            correct += right
+        self.state.step = 0
+        return tuple(reduce_sum([loss_sum, float(total), float(correct)], self.world))
+
+    def run(self) -> dict:
+        """Every remaining epoch; the per-epoch log (means over all ranks) and the wall time."""
+        cfg, state, start = self.cfg, self.state, time.perf_counter()
+        bar = tqdm(range(state.epoch, cfg.epochs), desc="stage 1", unit="epoch", initial=state.epoch,
+                   total=cfg.epochs, disable=not self.world.main)
+        with stop_requests() as stop:
+            for epoch in bar:
+                loss_sum, total, correct = self.epoch(epoch, stop)
+                if total:
+                    state.log.append({"epoch": epoch + 1, "loss": loss_sum / total, self.acc_name: correct / total})
+                    bar.set_postfix(loss=f"{loss_sum / total:.3f}", acc=f"{correct / total:.3f}")
+                if getattr(cfg, "save_every", 0) and (epoch + 1) % cfg.save_every == 0 and epoch + 1 < cfg.epochs:
+                    self.save(epoch + 1, 0, self._loader_state())
+        history = {"epochs": state.log, "seconds": round(time.perf_counter() - start, 1),
+                   "world_size": self.world.size}
+        if self.world.size > 1:  # DistributedDataParallel keeps the replicas' weights identical: check it did
+            sums = gather(float(sum(p.detach().double().sum() for p in self.model.parameters())), self.world)
+            history["replicas_agree"] = len(set(sums)) == 1
+        return history
+
+
+def train_epochs(model: nn.Module, loader: DataLoader, cfg: TrainConfig, step: StepFn,
+                 acc_name: str = "train_acc") -> dict:
+    """SGD with a cosine schedule over `cfg.epochs` epochs of `loader` on the run's device and precision, in
+    every process torchrun started; step(net, x, y, gen) gives the batch's loss, targets covered and right.
+
+    Resumable: every `cfg.save_every` epochs, and when Ctrl-C or SIGTERM stops the run, the training state goes
+    to `cfg.out`; `cfg.resume` continues from one. A non-finite loss stops the run, naming the iteration."""
+    return Stage1Run(model, loader, cfg, step, acc_name).run()
