@@ -85,3 +85,39 @@ def test_an_unfinished_run_is_refused_where_a_checkpoint_is_expected(digits, tmp
     r = run(PY, "training/train.py", "stage2", "--checkpoint", str(state), "--data", str(digits),
             "--out", str(tmp_path / "s2.pt"))
     assert r.returncode == 2 and "--resume" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def _with_a_corrupt_train_image(digits, tmp_path):
+    import shutil
+
+    data = tmp_path / "digits"
+    shutil.copytree(digits, data)
+    first = (data / "train.txt").read_text().split()[0]
+    (data / first).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return data, first
+
+
+def test_an_unreadable_image_is_skipped_counted_and_named_once(digits, tmp_path):
+    data, bad = _with_a_corrupt_train_image(digits, tmp_path)
+    out = tmp_path / "s1.pt"
+    r = run(PY, "training/train.py", "stage1", "--data", str(data), "--epochs", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: skipping")]
+    assert len(warnings) == 1 and bad in warnings[0]
+    payload = torch.load(out, map_location="cpu", weights_only=True)
+    assert payload["history"]["stage1"]["bad_images"] == 1
+
+
+def test_a_streamed_batch_leaves_out_the_unreadable_image(digits, tmp_path, monkeypatch):
+    from ltdeploy.datasets.classification_sets import read_split
+    from ltdeploy.preprocess import PreprocessConfig
+    from training.classification import data as data_module
+
+    data, _ = _with_a_corrupt_train_image(digits, tmp_path)
+    monkeypatch.setattr(data_module, "PRELOAD_LIMIT_BYTES", 0)  # stream, as a large set does
+    split = read_split(str(data), "train")
+    pre = PreprocessConfig(input_size=(32, 32), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
+    loader = data_module.make_loader(split, pre, 64,
+                                     shuffle=False, workers=0, skip_bad=True)
+    batches = list(loader)
+    assert sum(len(b[2]) for b in batches) == 1 and sum(len(b[1]) for b in batches) == len(split.paths) - 1

@@ -37,6 +37,10 @@ class CommonConfig:
     sync_bn: bool = False
     save_every: int = 0  # epochs between resumable states written to --out (0: none)
     resume: str | None = None  # a resumable state to continue from
+    recipe: str | None = None  # the preset these settings started from (training/recipes)
+    # training augmentation, torchvision.transforms.v2 classes and their arguments ({"name": ..., **kwargs});
+    # set by recipes, built by training/core/transforms.py
+    transforms: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -102,16 +106,23 @@ class TaskDefaults:
     rho: float = 1.2
 
 
-def config_from_args(args: argparse.Namespace, defaults: TaskDefaults) -> TrainConfig:
-    """The parsed command line as a typed config, unset values taken from the task's defaults."""
+def given_settings(args: argparse.Namespace) -> dict:
+    """The settings the command line gave (every flag parses to None when left out)."""
     cls = {"stage1": Stage1Config, "import": ImportConfig}.get(args.stage, Stage2Config)
-    given = {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+    return {f.name: getattr(args, f.name) for f in fields(cls) if getattr(args, f.name, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace, defaults: TaskDefaults, recipe: dict | None = None) -> TrainConfig:
+    """The parsed command line as a typed config: the command line first, then the recipe's settings, then the
+    task's defaults, then the config's own."""
+    cls = {"stage1": Stage1Config, "import": ImportConfig}.get(args.stage, Stage2Config)
     epochs = defaults.stage2_epochs if cls is Stage2Config else defaults.stage1_epochs
     filled = {"batch_size": defaults.batch_size, "lr": defaults.lr, "wd": defaults.wd, "epochs": epochs,
               "rho": defaults.rho}
     values = {k: v for k, v in filled.items() if k in {f.name for f in fields(cls)}}
-    values.update({k: v for k, v in given.items() if not (k in ("epochs", "batch_size") and v == 0)})
-    for key in ("mean", "std"):
+    values.update(recipe or {})
+    values.update({k: v for k, v in given_settings(args).items() if not (k in ("epochs", "batch_size") and v == 0)})
+    for key in ("mean", "std", "transforms"):
         if values.get(key) is not None:
             values[key] = tuple(values[key])
     return cls(**values)

@@ -24,9 +24,28 @@ TASK_MODULES = {"detection": "training.detection.task", "segmentation": "trainin
 # lists, whose reader says what is missing.
 DATASET_CHECKS: dict[str, Callable[[str | None], bool]] = {
     "detection": is_det_dataset, "segmentation": is_seg_dataset, "classification": lambda data: True}
+# The settings only some tasks read; one given to a task that does not read it is refused, never ignored.
+_DETECTION = {"train_ann", "val_ann", "images", "rfs", "warmup", "clip", "no_val", "min_size", "max_size", "masks",
+              "pcb", "passes", "pcb_start", "detections_per_image", "candidates_per_class", "candidates", "loss_log"}
+_ON_GPU = {"amp", "channels_last", "sync_bn"}  # the stage-1 engine's; detection trains on the CPU
+TASK_SETTINGS = {"detection": frozenset(_DETECTION | {"head"}),
+                 "segmentation": frozenset(_ON_GPU),
+                 "classification": frozenset(_ON_GPU | {"shift", "head", "freeze_backbone", "resize_short",
+                                                        "augment", "tau"})}
 # make_data.py's set names → the task whose `synthetic` mapping makes them
 SYNTHETIC_SETS = {"digits-lt": "classification", "shapes-lt": "classification", "seg-lt": "segmentation",
                   "det-lt": "detection"}
+
+
+def unused_settings(task: Task, given: dict) -> list[str]:
+    """The given settings this task does not read (as flags: --warmup)."""
+    other = set().union(*TASK_SETTINGS.values()) - TASK_SETTINGS[task.name]
+    return [f"--{k.replace('_', '-')}" for k in given if k in other]
+
+
+def trains_on_gpu(task: Task) -> bool:
+    """Whether the task's stage 1 runs on the shared engine's devices (--device cuda, --amp)."""
+    return _ON_GPU <= TASK_SETTINGS[task.name]
 
 
 def get_task(name: str) -> Task:

@@ -42,7 +42,7 @@ import sys
 import torch
 
 from ltdeploy.errors import LtDeployError
-from training.config import ImportConfig, Stage1Config, config_from_args
+from training.config import ImportConfig, Stage1Config, config_from_args, given_settings
 from training.core.auto import run_auto
 from training.core.device import resolve_device
 from training.core.distributed import current_world, finish, init_distributed, launched
@@ -50,7 +50,8 @@ from training.core.heads import HEADS
 from training.core.methods import METHODS
 from training.core.stage2 import run_stage2
 from training.detection.candidate_cap import add_candidate_args
-from training.tasks import find_task
+from training.recipes import load_recipe, recipe_lines
+from training.tasks import find_task, trains_on_gpu, unused_settings
 
 
 def _common_parser() -> argparse.ArgumentParser:
@@ -62,27 +63,30 @@ def _common_parser() -> argparse.ArgumentParser:
     common.add_argument("--val-ann", default=None, help="detection: the val JSON")
     common.add_argument("--images", default=None, help="detection: the folder holding train2017/ and val2017/")
     common.add_argument("--out", required=True, help="checkpoint to write")
+    common.add_argument("--recipe", default=None,
+                        help="a paper's settings as defaults (flags given here override them); NAME from "
+                             "`--recipe list`, or a .toml file")
     common.add_argument("--batch-size", type=int, default=None, help="default 64 (detection 8)")
     common.add_argument("--lr", type=float, default=None, help="default 0.1 (detection 0.01)")
     common.add_argument("--wd", type=float, default=None, help="default 5e-4 (detection 1e-4)")
-    common.add_argument("--seed", type=int, default=0)
-    common.add_argument("--workers", type=int, default=2, help="decoding processes for large sets")
-    common.add_argument("--shift", type=int, default=2, help="augmentation: random shift in pixels")
-    common.add_argument("--hflip", action="store_true", help="augmentation: random horizontal flips")
-    common.add_argument("--rfs", type=float, default=0.0, help="detection: repeat-factor sampling threshold (0: off)")
-    common.add_argument("--warmup", type=int, default=100, help="detection: linear warm-up iterations")
-    common.add_argument("--clip", type=float, default=10.0, help="detection: gradient norm clip")
-    common.add_argument("--device", default="auto", help="auto (the first GPU if there is one), cpu or cuda[:N]")
-    common.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"],
+    common.add_argument("--seed", type=int, default=None, help="default 0")
+    common.add_argument("--workers", type=int, default=None, help="decoding processes for large sets (default 2)")
+    common.add_argument("--shift", type=int, default=None, help="augmentation: random shift in pixels")
+    common.add_argument("--hflip", action="store_true", default=None, help="augmentation: random horizontal flips")
+    common.add_argument("--rfs", type=float, default=None, help="detection: repeat-factor sampling threshold (0: off)")
+    common.add_argument("--warmup", type=int, default=None, help="detection: linear warm-up iterations")
+    common.add_argument("--clip", type=float, default=None, help="detection: gradient norm clip")
+    common.add_argument("--device", default=None, help="auto (the first GPU if there is one), cpu or cuda[:N]")
+    common.add_argument("--amp", default=None, choices=["off", "bf16", "fp16"],
                         help="mixed precision (torch.autocast; fp16 adds a GradScaler)")
-    common.add_argument("--channels-last", action="store_true", help="channels-last memory format (faster convs "
+    common.add_argument("--channels-last", action="store_true", default=None, help="channels-last memory format (faster convs "
                                                                       "on tensor cores)")
-    common.add_argument("--sync-bn", action="store_true", help="under torchrun on GPUs: batch-norm statistics "
+    common.add_argument("--sync-bn", action="store_true", default=None, help="under torchrun on GPUs: batch-norm statistics "
                                                                  "over every process's batch")
-    common.add_argument("--save-every", type=int, default=0,
+    common.add_argument("--save-every", type=int, default=None,
                         help="write a resumable state to --out every K epochs (Ctrl-C / SIGTERM write one too)")
     common.add_argument("--resume", default=None, help="continue the run whose resumable state this file holds")
-    common.add_argument("--no-val", action="store_true",
+    common.add_argument("--no-val", action="store_true", default=None,
                         help="detection: skip the val evaluation at the end (LVIS val takes hours on a CPU; "
                              "run evaluate.py on the checkpoint instead)")
     return common
@@ -92,10 +96,10 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
     s1.add_argument("--backbone", default=None,
                     help="the task's models (checked once the data says which task): default small_cnn "
                          "(classification), small_seg (segmentation), lite0_fpn (detection)")
-    s1.add_argument("--head", default="linear", choices=list(HEADS))
-    s1.add_argument("--pretrained", action="store_true",
+    s1.add_argument("--head", default=None, choices=list(HEADS))
+    s1.add_argument("--pretrained", action="store_true", default=None,
                     help="ImageNet weights (tf_efficientnet_lite0, lraspp_lite0, lite0_fpn)")
-    s1.add_argument("--freeze-backbone", action="store_true",
+    s1.add_argument("--freeze-backbone", action="store_true", default=None,
                     help="classification: train only the head on the frozen (pretrained) backbone, a linear probe")
     s1.add_argument("--weights", default=None,
                     help="local weights for the backbone (a state dict, or a checkpoint holding one under "
@@ -107,11 +111,11 @@ def _stage1_args(s1: argparse.ArgumentParser) -> None:
                      help="short side (default per body: lite0_fpn 128, mobilenet_v3_fpn 320, resnet50_fpn 800)")
     det.add_argument("--max-size", type=int, default=None,
                      help="long side at most (default per body: 128, 640, 1333); --input-size S sets both to S")
-    det.add_argument("--masks", action="store_true", help="Mask R-CNN (instance segmentation)")
-    det.add_argument("--pcb", action="store_true", help="PCB: iterative head (3 passes) and confusion soft targets")
+    det.add_argument("--masks", action="store_true", default=None, help="Mask R-CNN (instance segmentation)")
+    det.add_argument("--pcb", action="store_true", default=None, help="PCB: iterative head (3 passes) and confusion soft targets")
     det.add_argument("--passes", type=int, default=None, help="box-head passes (default 3 with --pcb, else 1)")
     det.add_argument("--pcb-start", type=int, default=None, help="first PCB epoch, 0-based (default 2/3 of --epochs)")
-    det.add_argument("--detections-per-image", type=int, default=300,
+    det.add_argument("--detections-per-image", type=int, default=None,
                      help="detections kept after NMS (300: LVIS's evaluation; the mask head runs on each)")
     add_candidate_args(det)
     det.add_argument("--loss-log", default=None, help="write the per-iteration loss curve (JSON) here")
@@ -142,7 +146,7 @@ def _import_args(imp: argparse.ArgumentParser) -> None:
 
 
 def _stage2_args(s2: argparse.ArgumentParser) -> None:
-    s2.add_argument("--method", default="disalign", choices=[*METHODS, "auto"],
+    s2.add_argument("--method", default=None, choices=[*METHODS, "auto"],
                     help="auto: fit every candidate on the same stage 1, keep the best on val (never test)")
     s2.add_argument("--select", default=None,
                     help="auto: the val score that chooses: top1 (balanced, default), few, medium, many; "
@@ -151,11 +155,11 @@ def _stage2_args(s2: argparse.ArgumentParser) -> None:
     s2.add_argument("--rho", type=float, default=None,
                     help="G-RW scale: 0 instance-, 1 class-balanced (default 1.2; segmentation 0.3, as ADE20K)")
     s2.add_argument("--epochs", type=int, default=None, help="default 10 (detection 4)")
-    s2.add_argument("--min-steps", type=int, default=1000, help="raise epochs until this many iterations")
-    s2.add_argument("--augment", action="store_true", help="recompute features from augmented images")
-    s2.add_argument("--no-cache", action="store_true",
+    s2.add_argument("--min-steps", type=int, default=None, help="raise epochs until this many iterations")
+    s2.add_argument("--augment", action="store_true", default=None, help="recompute features from augmented images")
+    s2.add_argument("--no-cache", action="store_true", default=None,
                     help="recompute features every epoch, no on-disk cache either (for timing)")
-    s2.add_argument("--tau", type=float, default=1.0, help="logit-adjust: strength of the prior correction")
+    s2.add_argument("--tau", type=float, default=None, help="logit-adjust: strength of the prior correction")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, find the task from the data, fill its defaults and run the stage."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[1:3] == ["--recipe", "list"]:  # before parsing: listing needs no --data / --out
+        print("\n".join(recipe_lines()))
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.data and not (args.train_ann or args.val_ann):
@@ -179,13 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     torch.set_num_threads(cores)
     task = find_task(args.data, annotations=bool(args.train_ann or args.val_ann))
-    if args.stage in ("stage1", "import"):
-        problem = _model_problem(args, task)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-    cfg = task.resolve(config_from_args(args, task.defaults))
     try:
+        cfg = task.resolve(_settings(args, task))
+        problem = _model_problem(args, task, cfg) if args.stage in ("stage1", "import") else None
+        if problem:
+            raise LtDeployError(problem)
         cfg = dataclasses.replace(cfg, device=_run_device(cfg, task, args.stage))
         init_distributed(torch.device(cfg.device))  # under torchrun: join the group before anything prints
         if isinstance(cfg, ImportConfig):
@@ -199,6 +205,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _settings(args: argparse.Namespace, task):
+    """The run's config: command line > recipe > task default; a setting the task does not read is refused."""
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    if recipe and recipe.task != task.name:
+        raise LtDeployError(f"--recipe {recipe.name} trains {recipe.task}; {args.data} is {task.name} data")
+    settings = {"backbone": task.models[0]} if args.stage == "stage1" else {}
+    settings.update(recipe.settings(args.stage) if recipe else {})
+    unused = unused_settings(task, {**settings, **given_settings(args)})
+    if unused:
+        raise LtDeployError(f"{task.name} does not use {', '.join(unused)} ({args.data} is {task.name} data)")
+    return config_from_args(args, task.defaults, settings)
+
+
 def _run_device(cfg, task, stage: str) -> str:
     """The device this stage runs on: --device where the stage trains there, else the CPU (`auto` falls back
     to it; a GPU asked for by name is refused in one line, as is torchrun for anything but stage 1)."""
@@ -206,23 +225,20 @@ def _run_device(cfg, task, stage: str) -> str:
         raise LtDeployError(f"{stage} runs in one process (it fits a calibration on cached features): run it "
                             "without torchrun")
     device = resolve_device(cfg.device)
-    if device.type == "cpu" or (stage == "stage1" and task.trains_on_gpu):
+    if device.type == "cpu" or (stage == "stage1" and trains_on_gpu(task)):
         return str(device)
     if cfg.device != "auto":
         raise LtDeployError(f"{task.name} {stage} runs on the CPU in this version; drop --device {cfg.device}")
     return "cpu"
 
 
-def _model_problem(args: argparse.Namespace, task) -> str | None:
+def _model_problem(args: argparse.Namespace, task, cfg) -> str | None:
     """What is wrong with stage 1's or import's model settings for this task (None: nothing)."""
     if (args.many is None) != (args.few is None):
         return "give both --many and --few, or neither"
     if args.stage == "import":
         return None if task.import_model else f"{task.name} has no import"
-    if args.freeze_backbone and not task.linear_probe:
-        return f"--freeze-backbone is for classification; {args.data} is {task.name} data"
-    args.backbone = args.backbone or task.models[0]
-    if args.backbone not in task.models and not args.backbone.startswith(task.spec_prefixes or ("\0",)):
+    if cfg.backbone not in task.models and not cfg.backbone.startswith(task.spec_prefixes or ("\0",)):
         specs = f", or {' / '.join(p + 'NAME' for p in task.spec_prefixes)}" if task.spec_prefixes else ""
         return f"{args.data} is {task.name} data; --backbone must be one of {', '.join(task.models)}{specs}"
     return None

@@ -40,8 +40,8 @@ SYNTHETIC = {
 }
 
 TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=1.2), models=tuple(BACKBONES),
-            methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1, trains_on_gpu=True,
+            methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
             synthetic=SYNTHETIC, auto_candidates=classification_candidates,
-            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"}, linear_probe=True,
+            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"},
             spec_prefixes=SPEC_PREFIXES, import_model=import_model)

@@ -72,7 +72,7 @@ def stage1(cfg: Stage1Config) -> int:
     print(f"stage 1: {cfg.backbone}{' (frozen)' if cfg.freeze_backbone else ''} + {cfg.head} head, "
           f"{train.num_classes} classes, {len(train.paths)} train images ({max(counts)}..{min(counts)} per class), "
           f"input {pre.input_size}")
-    loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+    loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed, skip_bad=True,
                          desc="train")
     history = train_stage1(model, loader, cfg)
     model.eval()

@@ -101,9 +101,11 @@ def shard_loader(loader: DataLoader, world: World, seed: int) -> DataLoader:
         return loader
     sampler = DistributedSampler(loader.dataset, num_replicas=world.size, rank=world.rank, shuffle=True,
                                  seed=seed)
-    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
-                      num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                      persistent_workers=loader.num_workers > 0)
+    sharded = DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                         num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                         persistent_workers=loader.num_workers > 0)
+    sharded.bad_images = getattr(loader, "bad_images", 0)  # those a preload already left out
+    return sharded
 
 
 def set_epoch(loader: DataLoader, epoch: int) -> None:

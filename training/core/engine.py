@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from training.config import TrainConfig, as_record
+from training.core.bad_images import BadImageLog
 from training.core.device import Placement
 from training.core.distributed import (
     any_rank,
@@ -63,6 +64,7 @@ class Stage1Run:
         self.state = load_state(cfg.resume, model, self.opt, self.sched, self.scaler, self.generators,
                                 self.world.rank, self.world.size) if getattr(cfg, "resume", None) else TrainState()
         self.net = wrap(model, self.world, getattr(cfg, "sync_bn", False))  # after resume: DDP copies rank 0
+        self.bad = BadImageLog(getattr(loader, "bad_images", 0) if self.world.main else 0)
 
     def _loader_state(self) -> torch.Tensor | None:
         return self.loader.generator.get_state() if self.loader.generator is not None else None
@@ -83,13 +85,19 @@ class Stage1Run:
         at_start = self._loader_state()
         self.net.train()
         total, correct, loss_sum = 0, 0, 0.0
-        for i, (x, y) in enumerate(self.loader):
+        for i, batch in enumerate(self.loader):
             if i < self.state.step:  # done before the run stopped
                 continue
-            if any_rank(stop["stop"], self.world):
+            x, y = batch[:2]
+            if len(batch) > 2:  # a loader that skips unreadable images (training/core/bad_images.py)
+                self.bad.add(batch[2])
+            stopping, empty = reduce_sum([float(stop["stop"]), float(x is None)], self.world)
+            if stopping:
                 self.save(epoch, i, at_start)
                 raise Interrupted(f"stopped at epoch {epoch + 1}, iteration {i}; the state is in {self.cfg.out}: "
                                   f"continue with --resume {self.cfg.out}")
+            if empty:  # every image of some rank's batch was unreadable: every rank skips the step together
+                continue
             with self.place.autocast():
                 loss, n, right = self.step(self.net, self.place.to(x), self.place.to(y), self.gen)
             if any_rank(not torch.isfinite(loss), self.world):
@@ -120,7 +128,7 @@ class Stage1Run:
                 if getattr(cfg, "save_every", 0) and (epoch + 1) % cfg.save_every == 0 and epoch + 1 < cfg.epochs:
                     self.save(epoch + 1, 0, self._loader_state())
         history = {"epochs": state.log, "seconds": round(time.perf_counter() - start, 1),
-                   "world_size": self.world.size}
+                   "world_size": self.world.size, "bad_images": int(reduce_sum([self.bad.count], self.world)[0])}
         if self.world.size > 1:  # DistributedDataParallel keeps the replicas' weights identical: check it did
             sums = gather(float(sum(p.detach().double().sum() for p in self.model.parameters())), self.world)
             history["replicas_agree"] = len(set(sums)) == 1

@@ -56,8 +56,6 @@ class Task:
     # --select names → the val score each reads (the first is the default; dotted keys read nested scores)
     auto_candidates: Callable[[Stage2Config], list[tuple[str, dict]]] | None = None
     auto_select: Mapping[str, str] = field(default_factory=dict)
-    trains_on_gpu: bool = False  # stage 1 takes --device cuda (and --amp, NCCL under torchrun)
-    linear_probe: bool = False  # stage 1 takes --freeze-backbone
     spec_prefixes: tuple[str, ...] = ()  # --backbone library specs beside `models` (timm:NAME, tv:NAME)
     import_model: Callable[[Stage1Config], int] | None = None  # train.py import: a trained model as stage 1
 

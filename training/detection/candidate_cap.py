@@ -32,10 +32,11 @@ class CandidateCap:
 
 
 def add_candidate_args(parser) -> None:
-    """--candidates-per-class / --candidates on an argparse parser (training and export share them)."""
-    parser.add_argument("--candidates-per-class", type=int, default=PER_CLASS_CANDIDATES,
+    """--candidates-per-class / --candidates on an argparse parser (None when not given: the caps'
+    defaults, or a recipe's, fill them)."""
+    parser.add_argument("--candidates-per-class", type=int, default=None,
                         help=f"per class, at most this many proposals reach NMS (0: no cap; "
                              f"default {PER_CLASS_CANDIDATES})")
-    parser.add_argument("--candidates", type=int, default=TOTAL_CANDIDATES,
+    parser.add_argument("--candidates", type=int, default=None,
                         help=f"per image, at most this many (box, class) pairs reach NMS (0: no cap; default "
                              f"{TOTAL_CANDIDATES}, the largest TensorRT's TopK takes; 2000 for SM 5.3 / 6.2)")

@@ -77,10 +77,12 @@ def stage1(cfg: Stage1Config) -> int:
     pre = det_preprocess(cfg)
     train = LVISDataset(source, "train", pre, masks=cfg.masks)
     val = val_split(cfg, source, pre)
+    caps = {k: v for k, v in {"candidates_per_class": cfg.candidates_per_class, "candidates": cfg.candidates}.items()
+            if v is not None}  # the detector's own caps where neither the command line nor a recipe sets one
     model = LTDetector(body=cfg.backbone, num_classes=len(train.categories), masks=cfg.masks, head=cfg.head,
                        passes=cfg.passes, pcb=cfg.pcb, pretrained=cfg.pretrained, frozen_bn=cfg.pretrained,
                        detections_per_image=cfg.detections_per_image,
-                       candidates_per_class=cfg.candidates_per_class, candidates=cfg.candidates)
+                       **caps)
     prov = provenance(cfg, "stage1", model=cfg.backbone, pretrained=cfg.pretrained, pcb=cfg.pcb,
                       passes=cfg.passes, rfs=cfg.rfs, epochs=cfg.epochs, world_size=world,
                       dataset_files=source.to_dict())

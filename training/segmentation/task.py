@@ -37,7 +37,7 @@ def _describe(summary: dict, a: argparse.Namespace) -> str:
 
 # rho 0.3: the paper's ADE20K value (docs/method.md §3)
 TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rho=0.3), models=tuple(SEG_BODIES),
-            methods=SEG_METHODS, build_model=_build, stage1=train.stage1, trains_on_gpu=True,
+            methods=SEG_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
             synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})},
             auto_candidates=rho_candidates((0.3, 0.6, 1.0)), auto_select={"miou": "mIoU", "tail": "tail_mIoU"},

@@ -1,0 +1,64 @@
+"""Training augmentation as torchvision.transforms.v2 pipelines, built from the specs recipes carry
+({"name": "RandomResizedCrop", "size": 224}, ...). A sample's boxes and masks are wrapped as tv_tensors, so
+every geometric transform moves them with the image; evaluation never goes through here (it keeps the
+runtime's one preprocessing)."""
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from ltdeploy.errors import LtDeployError
+
+
+class TransformSpecError(LtDeployError):
+    """A transform spec names no torchvision v2 transform, or gives it arguments it does not take."""
+
+
+def build_transforms(specs: Sequence[dict], label_fill: int | None = None) -> v2.Compose | None:
+    """The v2 pipeline the specs describe, in order (None for no specs). `label_fill` is what padding writes
+    into label maps (segmentation: the ignore label) where a spec sets no `fill` of its own."""
+    if not specs:
+        return None
+    steps = []
+    for spec in specs:
+        spec = dict(spec)
+        name = spec.pop("name", None)
+        cls = getattr(v2, name, None) if isinstance(name, str) else None
+        if not (isinstance(cls, type) and issubclass(cls, v2.Transform)):
+            raise TransformSpecError(f"transform {name!r}: not a torchvision.transforms.v2 transform")
+        args = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items()}
+        if label_fill is not None and "fill" not in args and "fill" in inspect.signature(cls).parameters:
+            args["fill"] = {tv_tensors.Image: 0, tv_tensors.Mask: label_fill}
+        try:
+            steps.append(cls(**args))
+        except (TypeError, ValueError) as exc:
+            raise TransformSpecError(f"transform {name}({', '.join(f'{k}={v!r}' for k, v in args.items())}): "
+                                     f"{exc}") from None
+    return v2.Compose(steps)
+
+
+def augment_detection(transforms: v2.Compose, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+    """An image (3, H, W) and its torchvision detection target, transformed together: boxes (xyxy) and masks
+    follow every crop, resize and flip; boxes left empty are dropped with their labels and masks."""
+    h, w = image.shape[-2:]
+    sample = {"boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w)),
+              "labels": target["labels"]}
+    if "masks" in target:
+        sample["masks"] = tv_tensors.Mask(target["masks"])
+    out_image, out = transforms(tv_tensors.Image(image), sample)
+    out = v2.SanitizeBoundingBoxes(min_size=1)(out)
+    result = {**target, "boxes": out["boxes"].as_subclass(torch.Tensor), "labels": out["labels"]}
+    if "masks" in out:
+        result["masks"] = out["masks"].as_subclass(torch.Tensor)
+    return out_image.as_subclass(torch.Tensor), result
+
+
+def augment_segmentation(transforms: v2.Compose, image: torch.Tensor,
+                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """An image (3, H, W) and its label map (H, W), transformed together (the map resized nearest)."""
+    out_image, out_labels = transforms(tv_tensors.Image(image), tv_tensors.Mask(labels))
+    return out_image.as_subclass(torch.Tensor), out_labels.as_subclass(torch.Tensor)
