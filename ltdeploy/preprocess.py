@@ -188,7 +188,12 @@ def resize_to(rgb: np.ndarray, geo: Geometry, cfg: PreprocessConfig) -> np.ndarr
 def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Map an RGB uint8 image (H, W, 3) to a float32 tensor (3, h, w): (input_h, input_w) for crop and
     stretch, the fitted size for fit."""
-    rgb = resize_to(rgb, cfg.geometry(*rgb.shape[:2]), cfg)
+    return normalize(resize_to(rgb, cfg.geometry(*rgb.shape[:2]), cfg), cfg)
+
+
+def normalize(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """The value mapping alone (channel order, scale, mean, std) of an RGB uint8 image already at its model
+    size (H, W, 3) → float32 (3, H, W); training augmentation does the geometry before it."""
     if cfg.color_order == "BGR":
         rgb = rgb[:, :, ::-1]
     x = rgb.astype(np.float32) * np.float32(1 / 255.0)

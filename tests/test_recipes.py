@@ -97,3 +97,54 @@ def test_v2_augmented_segmentation_pads_labels_with_ignore():
     out_image, out_labels = augment_segmentation(pipeline, image, labels)
     assert out_image.shape[-2:] == out_labels.shape == (64, 64)
     assert set(out_labels.unique().tolist()) == {1, 255}
+
+
+RECIPE = """task = "{task}"
+description = "a test recipe"
+source = "tests/test_recipes.py"
+
+[stage1]
+epochs = 1
+batch_size = 8
+workers = 1
+{extra}
+[[stage1.transforms]]
+name = "{resize}"
+{resize_args}
+
+[[stage1.transforms]]
+name = "RandomHorizontalFlip"
+
+[[stage1.transforms]]
+name = "ColorJitter"
+brightness = 0.4
+"""
+
+
+def test_recipe_transforms_train_classification_and_segmentation(digits, tmp_path):
+    from training.segmentation.synthetic import make_seg_lt
+
+    seg = tmp_path / "seg-lt"
+    make_seg_lt(str(seg), num_classes=6, n_train=8, n_val=4, imbalance=4)
+    cases = {"classification": (digits, "RandomResizedCrop", "size = 32\nscale = [0.5, 1.0]"),
+             "segmentation": (seg, "RandomCrop", "size = 64\npad_if_needed = true")}
+    for task, (data, resize, args) in cases.items():
+        recipe = tmp_path / f"{task}.toml"
+        recipe.write_text(RECIPE.format(task=task, extra="input_size = 64\n" if task == "segmentation" else "",
+                                        resize=resize, resize_args=args))
+        out = tmp_path / f"{task}.pt"
+        r = run(PY, "training/train.py", "stage1", "--data", str(data), "--recipe", str(recipe), "--out", str(out))
+        assert r.returncode == 0, r.stderr[-2000:]
+        payload = torch.load(out, map_location="cpu", weights_only=True)
+        record = payload["history"]["args"]
+        assert record["transforms"][0]["name"] == resize and record["recipe"] == str(recipe)
+        assert payload["history"]["stage1"]["bad_images"] == 0
+
+
+def test_transforms_that_miss_the_input_size_are_one_line(digits, tmp_path):
+    recipe = tmp_path / "wrong.toml"
+    recipe.write_text(RECIPE.format(task="classification", extra="", resize="RandomResizedCrop", resize_args="size = 24"))
+    r = run(PY, "training/train.py", "stage1", "--data", str(digits), "--recipe", str(recipe), "--out",
+            str(tmp_path / "x.pt"), "--workers", "2")
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
+    assert r.returncode == 2 and len(errors) == 1 and "(24, 24)" in errors[0] and "Traceback" not in r.stderr

@@ -12,6 +12,7 @@ from ltdeploy.errors import ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 from training.core.bad_images import BadImage, BadImageLog, collate_good
+from training.core.transforms import augment_image
 
 PRELOAD_LIMIT_BYTES = 2 << 30  # sets smaller than this are decoded once and kept in memory
 
@@ -34,6 +35,24 @@ class ListDataset(Dataset):
                 raise
             return BadImage(str(self.split.paths[i]), str(exc))
         return torch.from_numpy(x), int(self.split.labels[i])
+
+
+class AugmentedListDataset(Dataset):
+    """Training images decoded in the loader's workers and augmented there by the recipe's v2 transforms, then
+    mapped to the model's values as the runtime does; unreadable ones give a BadImage."""
+
+    def __init__(self, split: Split, cfg: PreprocessConfig, transforms) -> None:
+        self.split, self.cfg, self.transforms = split, cfg, transforms
+
+    def __len__(self) -> int:
+        return len(self.split.paths)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int] | BadImage:
+        try:
+            rgb = read_image(self.split.paths[i])
+        except ImageError as exc:
+            return BadImage(str(self.split.paths[i]), str(exc))
+        return augment_image(self.transforms, rgb, self.cfg), int(self.split.labels[i])
 
 
 def preload(split: Split, cfg: PreprocessConfig, desc: str = "decode", skip_bad: bool = False) -> TensorDataset:

@@ -2,6 +2,8 @@
 stage 2 brings the frozen features of the training split to the shared stage-2 run (training/core/stage2.py)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -10,16 +12,18 @@ from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.classification.backbones import preprocess_defaults
-from training.classification.data import make_loader
+from training.classification.data import AugmentedListDataset, make_loader
 from training.classification.features import Stage2Data
 from training.classification.model import LTClassifier
 from training.config import Stage1Config, Stage2Config
+from training.core.bad_images import streaming_loader
 from training.core.checkpoint import Checkpoint
 from training.core.loops import predict_logits, train_stage1
 from training.core.methods import METHODS, TRAINED, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
+from training.core.transforms import build_transforms
 from training.core.weights import load_into, read_state_dict, weights_record
 
 
@@ -72,8 +76,13 @@ def stage1(cfg: Stage1Config) -> int:
     print(f"stage 1: {cfg.backbone}{' (frozen)' if cfg.freeze_backbone else ''} + {cfg.head} head, "
           f"{train.num_classes} classes, {len(train.paths)} train images ({max(counts)}..{min(counts)} per class), "
           f"input {pre.input_size}")
-    loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed, skip_bad=True,
-                         desc="train")
+    transforms = build_transforms(cfg.transforms)
+    if transforms is None:
+        loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                             skip_bad=True, desc="train")
+    else:  # the recipe's augmentation replaces the built-in shift and flip
+        loader = streaming_loader(AugmentedListDataset(train, pre, transforms), cfg.batch_size, cfg.workers, cfg.seed)
+        cfg = dataclasses.replace(cfg, shift=0, hflip=False)
     history = train_stage1(model, loader, cfg)
     model.eval()
     desc = ModelDescription(task="classification", class_names=train.class_names, class_counts=counts,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 
-from torch.utils.data import default_collate
+import torch
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 
 @dataclass(frozen=True)
@@ -37,3 +38,12 @@ class BadImageLog:
             print(f"warning: skipping unreadable images, first {bad[0].path}: {bad[0].reason} (the count goes in "
                   "the checkpoint's history)", file=sys.stderr)
         self.count += len(bad)
+
+
+def streaming_loader(dataset: Dataset, batch_size: int, workers: int, seed: int) -> DataLoader:
+    """A shuffled training loader over a dataset that decodes (and augments) in its worker processes and gives
+    BadImage for what it cannot read. Its first sample is made here, so that a misconfigured pipeline fails in
+    one line rather than inside a worker."""
+    dataset[0]
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                      num_workers=workers, collate_fn=collate_good, persistent_workers=workers > 0)

@@ -7,11 +7,13 @@ from __future__ import annotations
 import inspect
 from typing import Sequence
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ltdeploy.errors import LtDeployError
+from ltdeploy.preprocess import PreprocessConfig, normalize
 
 
 class TransformSpecError(LtDeployError):
@@ -41,6 +43,21 @@ def build_transforms(specs: Sequence[dict], label_fill: int | None = None) -> v2
     return v2.Compose(steps)
 
 
+def augment_image(transforms: v2.Compose, rgb: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
+    """A decoded RGB uint8 image (H, W, 3) augmented and mapped to the model's values (3, h, w), which must be
+    the model's input size (the pipeline's crop or resize sets it)."""
+    out = transforms(tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)))
+    return to_model_values(out, pre)
+
+
+def to_model_values(image: torch.Tensor, pre: PreprocessConfig) -> torch.Tensor:
+    """An augmented uint8 image (3, h, w) at the input size through the runtime's value mapping."""
+    if tuple(image.shape[-2:]) != tuple(pre.input_size):
+        raise TransformSpecError(f"the training transforms give {tuple(image.shape[-2:])} images but the model takes "
+                                 f"{tuple(pre.input_size)}: end them with a crop or resize to the input size")
+    return torch.from_numpy(normalize(image.permute(1, 2, 0).numpy(), pre))
+
+
 def augment_detection(transforms: v2.Compose, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     """An image (3, H, W) and its torchvision detection target, transformed together: boxes (xyxy) and masks
     follow every crop, resize and flip; boxes left empty are dropped with their labels and masks."""
@@ -62,3 +79,18 @@ def augment_segmentation(transforms: v2.Compose, image: torch.Tensor,
     """An image (3, H, W) and its label map (H, W), transformed together (the map resized nearest)."""
     out_image, out_labels = transforms(tv_tensors.Image(image), tv_tensors.Mask(labels))
     return out_image.as_subclass(torch.Tensor), out_labels.as_subclass(torch.Tensor)
+
+
+class AugmentedDetection(torch.utils.data.Dataset):
+    """A detection training set whose samples (already at the model's scale, as the detector takes them) go
+    through the recipe's geometric transforms, boxes and masks with them."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, transforms: v2.Compose) -> None:
+        self.dataset, self.transforms = dataset, transforms
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
+        image, target = self.dataset[index]
+        return augment_detection(self.transforms, image, target)

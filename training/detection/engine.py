@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
 from training.core.distributed import init_distributed
+from training.core.transforms import AugmentedDetection, build_transforms
 from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
 from training.detection.model import LTDetector
 
@@ -42,7 +43,10 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
     """Training loader: repeat-factor sampling (threshold --rfs; 0 = every image once) split across ranks."""
     factors = repeat_factors(dataset, cfg.rfs) if cfg.rfs > 0 else [1.0] * len(dataset)
     sampler = RepeatFactorSampler(factors, seed=cfg.seed, rank=rank, world=world)
-    source = RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
+    transforms = build_transforms(cfg.transforms)
+    # the recipe's augmentation replaces the built-in flip
+    source = AugmentedDetection(dataset, transforms) if transforms is not None else \
+        RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
     loader = DataLoader(source, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
     return loader, sampler, source
 

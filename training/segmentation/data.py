@@ -11,9 +11,12 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm import tqdm
 
 from ltdeploy.datasets.seg_folders import SegSplit
+from ltdeploy.errors import ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 from training.classification.data import PRELOAD_LIMIT_BYTES
+from training.core.bad_images import BadImage
+from training.core.transforms import augment_segmentation, to_model_values
 
 
 class SegDataset(Dataset):
@@ -39,6 +42,27 @@ class SegDataset(Dataset):
         if lab.shape != (h, w):
             lab = cv2.resize(lab, (w, h), interpolation=cv2.INTER_NEAREST)
         return torch.from_numpy(x), torch.from_numpy(lab.astype(np.int64))
+
+
+class AugmentedSegDataset(Dataset):
+    """Training images and label maps decoded in the loader's workers and augmented together by the recipe's
+    v2 transforms (padding labels with the ignore label), then mapped to the model's values."""
+
+    def __init__(self, split: SegSplit, cfg: PreprocessConfig, transforms) -> None:
+        self.split, self.cfg, self.transforms = split, cfg, transforms
+
+    def __len__(self) -> int:
+        return len(self.split.images)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | BadImage:
+        try:
+            rgb = read_image(self.split.images[i])
+        except ImageError as exc:
+            return BadImage(str(self.split.images[i]), str(exc))
+        image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)
+        labels = torch.from_numpy(self.split.read_labels(i).astype(np.int64))
+        image, labels = augment_segmentation(self.transforms, image, labels)
+        return to_model_values(image, self.cfg), labels
 
 
 def make_seg_loader(split: SegSplit, cfg: PreprocessConfig, batch_size: int, shuffle: bool, workers: int = 2,

@@ -2,20 +2,24 @@
 the frozen decoder features to the shared stage-2 run, for per-pixel DisAlign with pixel-count G-RW."""
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
-from ltdeploy.datasets.seg_folders import pixel_counts, read_seg_split
+from ltdeploy.datasets.seg_folders import IGNORE, pixel_counts, read_seg_split
 from ltdeploy.evaluation.seg_scores import segmentation_scores
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.config import Stage1Config, Stage2Config
+from training.core.bad_images import streaming_loader
 from training.core.checkpoint import Checkpoint
 from training.core.methods import SEG_METHODS, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
+from training.core.transforms import build_transforms
 from training.segmentation.bodies import seg_preprocess_defaults
-from training.segmentation.data import make_seg_loader
+from training.segmentation.data import AugmentedSegDataset, make_seg_loader
 from training.segmentation.engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
 from training.segmentation.evaluate import SEG_HEADER, format_seg_scores, seg_confusion
 from training.segmentation.model import LTSegmenter
@@ -50,8 +54,13 @@ def stage1(cfg: Stage1Config) -> int:
     thresholds = share_thresholds(counts)
     print(f"stage 1: {cfg.backbone}, {len(counts)} classes, {len(train.images)} train images, input "
           f"{pre.input_size}; pixel shares {max(counts) / sum(counts):.1%}..{min(counts) / sum(counts):.4%}")
-    loader = make_seg_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                             desc="train")
+    transforms = build_transforms(cfg.transforms, label_fill=IGNORE)
+    if transforms is None:
+        loader = make_seg_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
+                                 desc="train")
+    else:  # the recipe's augmentation replaces the built-in flip
+        loader = streaming_loader(AugmentedSegDataset(train, pre, transforms), cfg.batch_size, cfg.workers, cfg.seed)
+        cfg = dataclasses.replace(cfg, hflip=False)
     history = train_seg_stage1(model, loader, cfg)
     desc = ModelDescription(task="segmentation", class_names=train.class_names, class_counts=counts,
                             class_ids=train.class_ids, group_thresholds=thresholds, preprocess=pre, input_name="images",
