@@ -1,6 +1,7 @@
 """What a real NVIDIA GPU must show below TensorRT, in well under two minutes, without TensorRT installed.
 
     python scripts/gpu_check.py            # on a GPU machine with cuda-bindings (cuda-python) and numpy
+    python scripts/gpu_check.py --train    # and a few training steps of each task there (scripts/gpu_training.py)
     python scripts/gpu_check.py --host-memory   # the same checks on the host-memory stand-in (CI, no GPU)
 
 Part 1 drives `ltdeploy/gpu/cuda.py` on the device: the device query, device buffers, pinned host buffers, a
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host-memory", action="store_true", help="use the host-memory cuda-bindings stand-in")
     p.add_argument("--json", help="also write the summary here")
+    p.add_argument("--train", action="store_true", help="also train on the GPU (scripts/gpu_training.py; torch)")
     args = p.parse_args(argv)
     sys.path[:0] = [FAKES] + ([os.path.join(FAKES, "cpu_cuda")] if args.host_memory else []) + [ROOT]
     try:
@@ -225,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     info: dict = {}
     cuda_checks(info)
     version = plan_checks(info)
+    if args.train:
+        from gpu_training import training_checks
+
+        training_checks(check, "cuda")
 
     ok = all(r["ok"] for r in RESULTS)
     summary = {"ok": ok, "host_memory": args.host_memory, "tensorrt": f"fake {version}",

@@ -2,6 +2,7 @@
 saves a resumable state first; a non-finite loss stops the run in one line; bf16 autocast trains and exports."""
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -121,3 +122,10 @@ def test_a_streamed_batch_leaves_out_the_unreadable_image(digits, tmp_path, monk
                                      shuffle=False, workers=0, skip_bad=True)
     batches = list(loader)
     assert sum(len(b[2]) for b in batches) == 1 and sum(len(b[1]) for b in batches) == len(split.paths) - 1
+
+
+def test_the_gpu_training_check_runs_its_steps_on_the_cpu():
+    r = run(PY, "scripts/gpu_training.py", "--device", "cpu")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["ok"] and len(summary["checks"]) == 5

@@ -225,7 +225,7 @@ def _run_device(cfg, task, stage: str) -> str:
         raise LtDeployError(f"{stage} runs in one process (it fits a calibration on cached features): run it "
                             "without torchrun")
     device = resolve_device(cfg.device)
-    if device.type == "cpu" or (stage == "stage1" and trains_on_gpu(task)):
+    if device.type == "cpu" or (stage != "import" and trains_on_gpu(task)):
         return str(device)
     if cfg.device != "auto":
         raise LtDeployError(f"{task.name} {stage} runs on the CPU in this version; drop --device {cfg.device}")

@@ -23,6 +23,7 @@ from ltdeploy.preprocess import PreprocessConfig
 from training.classification.data import make_loader
 from training.classification.model import LTClassifier
 from training.config import TrainConfig
+from training.core.device import module_device
 from training.core.loops import augment, extract_features
 
 
@@ -110,5 +111,5 @@ class Stage2Data:
             with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
                 if self.run.augment:
                     x = augment(x, self.run.shift, self.run.hflip, self.gen)
-                feat = self.model.forward_features(x)
+                feat = self.model.forward_features(x.to(module_device(self.model), non_blocking=True))
             yield feat, y

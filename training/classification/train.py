@@ -18,6 +18,7 @@ from training.classification.model import LTClassifier
 from training.config import Stage1Config, Stage2Config
 from training.core.bad_images import streaming_loader
 from training.core.checkpoint import Checkpoint
+from training.core.device import module_device
 from training.core.loops import predict_logits, train_stage1
 from training.core.methods import METHODS, TRAINED, build_calibrator
 from training.core.provenance import provenance
@@ -48,7 +49,7 @@ def validate_cached(model: LTClassifier, data: Stage2Data, desc: ModelDescriptio
     follows the features, so every method scored on the same stage 1 skips the backbone."""
     feats, labels = data.val_features()
     with torch.no_grad():
-        pred = model.forward_head(feats).argmax(1).numpy()
+        pred = model.forward_head(feats.to(module_device(model))).argmax(1).cpu().numpy()
     return _val_report(pred, labels.numpy(), desc, name)
 
 

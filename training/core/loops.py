@@ -67,11 +67,14 @@ def fit_on_features(forward: Callable[[torch.Tensor], torch.Tensor], params: lis
     epoch_batches() yields one epoch of (features, labels) batches (see stage2_data.py).
     """
     opt, sched = cosine_sgd(params, cfg.lr, cfg.wd, cfg.epochs * steps_per_epoch)
+    device = params[0].device if params else torch.device("cpu")
+    loss_fn.to(device)  # a G-RW loss holds its class weights
     log, start = [], time.perf_counter()
     bar = tqdm(range(cfg.epochs), desc=f"stage 2 ({cfg.method})", unit="epoch")
     for epoch in bar:
         loss_sum, total = 0.0, 0
         for feat, y in epoch_batches():
+            feat, y = feat.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = loss_fn(forward(feat), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()

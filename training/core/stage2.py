@@ -12,6 +12,7 @@ import torch
 
 from training.config import Stage2Config, as_record
 from training.core.checkpoint import Checkpoint, file_sha256, payload_task, read_payload, restore, save_checkpoint
+from training.core.device import Placement
 from training.core.provenance import provenance
 
 if TYPE_CHECKING:
@@ -88,7 +89,10 @@ def fit_stage2(task: "Task", cfg: Stage2Config) -> Fitted | int:
         print(f"error: {cfg.checkpoint} is already calibrated ({ck.arch['calibrator']}); give the stage-1 "
               "checkpoint", file=sys.stderr)
         return 2
+    device = Placement.from_config(cfg).device
+    ck.model.to(device)  # stage 1 on the device: the feature cache is computed there
     job = task.stage2_job(ck, cfg)
+    ck.model.to(device)  # and the calibrator the job built
     cfg = min_step_epochs(cfg, job.steps_per_epoch)
     banner = job.banner(cfg)
     if banner:

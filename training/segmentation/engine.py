@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ltdeploy.datasets.seg_folders import IGNORE
 from training.config import TrainConfig
+from training.core.device import module_device
 from training.core.engine import train_epochs
 from training.core.grw import GRWLoss
 from training.core.loops import fit_on_features
@@ -50,8 +51,9 @@ class SegStage2Data:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         n = len(loader.dataset)
         x0, _ = loader.dataset[0]
+        self.device = module_device(model)
         with torch.no_grad():
-            c, h, w = model.forward_features(x0[None]).shape[1:]
+            c, h, w = model.forward_features(x0[None].to(self.device)).shape[1:]
         self.cached = not cfg.no_cache and n * c * h * w * 4 < FEATURE_CACHE_LIMIT_BYTES
         self.label_size = tuple(loader.dataset[0][1].shape)
         self._features: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -68,7 +70,7 @@ class SegStage2Data:
             with torch.no_grad():
                 for x, y in tqdm(DataLoader(self.loader.dataset, batch_size=32), desc="cache features",
                                  unit="batch", leave=False):
-                    feats.append(self.model.forward_features(x))
+                    feats.append(self.model.forward_features(x.to(self.device)).float().cpu())
                     labels.append(y)
             self._features = torch.cat(feats), torch.cat(labels)
         return self._features
@@ -84,7 +86,7 @@ class SegStage2Data:
             return
         for x, y in DataLoader(self.loader.dataset, batch_size=bs, shuffle=True, generator=self.gen):
             with torch.no_grad():  # never yield inside no_grad: the mode would leak into the consumer
-                feat = self.model.forward_features(x)
+                feat = self.model.forward_features(x.to(self.device))
             yield feat, y
 
 

@@ -13,6 +13,7 @@ from ltdeploy.preprocess import PreprocessConfig
 from training.config import Stage1Config, Stage2Config
 from training.core.bad_images import streaming_loader
 from training.core.checkpoint import Checkpoint
+from training.core.device import module_device
 from training.core.methods import SEG_METHODS, build_calibrator
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
@@ -37,7 +38,7 @@ def validate(model: LTSegmenter, data: str, desc: ModelDescription, name: str) -
     """Print and return mIoU / mAcc on the validation split."""
     def run(x):
         with torch.no_grad():
-            return model(torch.from_numpy(x)).argmax(1).numpy()
+            return model(torch.from_numpy(x).to(module_device(model))).argmax(1).cpu().numpy()
     model.eval()
     scores = segmentation_scores(seg_confusion(run, read_seg_split(data, "val"), desc, name="val"), desc.groups)
     print(f"val: {SEG_HEADER}\nval: {format_seg_scores(name, scores)}")
