@@ -34,7 +34,7 @@ def train_seg_stage1(model: LTSegmenter, loader: DataLoader, cfg: TrainConfig) -
             x, y = random_hflip(x, y, gen)
         logits = net(x)
         valid = y != IGNORE
-        right = int((logits.argmax(1)[valid] == y[valid]).sum())
+        right = int(((logits.argmax(1) == y) & valid).sum())  # no boolean-indexed copies
         return F.cross_entropy(logits, y, ignore_index=IGNORE), int(valid.sum()), right
     return train_epochs(model, loader, cfg, step, acc_name="pixel_acc")
 
