@@ -85,4 +85,4 @@ def test_linear_probe_trains_only_the_head(digits, seg_runs, tmp_path, capsys):
     data, _ = seg_runs
     capsys.readouterr()
     assert train(["stage1", "--data", str(data), "--out", str(tmp_path / "seg.pt"), "--freeze-backbone"]) == 2
-    assert "segmentation does not use --freeze-backbone" in capsys.readouterr().err and not (tmp_path / "seg.pt").exists()
+    assert "segmentation stage1 does not use --freeze-backbone" in capsys.readouterr().err and not (tmp_path / "seg.pt").exists()

@@ -51,8 +51,8 @@ def test_command_line_over_recipe_over_task_default(digits):
 
 
 @pytest.mark.parametrize("flags, says", [
-    (["--warmup", "5"], "classification does not use --warmup"),
-    (["--rfs", "0.001", "--clip", "1"], "classification does not use --rfs, --clip"),
+    (["--warmup", "5"], "classification stage1 does not use --warmup"),
+    (["--rfs", "0.001", "--clip", "1"], "classification stage1 does not use --rfs, --clip"),
     (["--recipe", "lvis-v1-mask-rcnn-r50-1x"], "trains detection"),
     (["--recipe", "imagenet-lt-x51"], "no such recipe"),
 ])
@@ -61,6 +61,19 @@ def test_settings_a_task_does_not_read_are_refused_in_one_line(digits, tmp_path,
     errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
     assert r.returncode == 2 and len(errors) == 1 and says in errors[0], r.stderr
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_stage_one_settings_are_refused_by_stage_two_and_detection(models, digits, tmp_path):
+    from tests.test_det_pipeline import make_det_replica
+
+    r = run(PY, "training/train.py", "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits), "--out",
+            str(tmp_path / "s2.pt"), "--resume", str(models["stage1"]))
+    assert r.returncode == 2 and "classification stage2 does not use --resume" in r.stderr, r.stderr
+    det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
+    r = run(PY, "training/train.py", "stage1", "--data", det, "--out", str(tmp_path / "d.pt"), "--save-every", "1",
+            "--amp", "bf16")
+    assert r.returncode == 2 and "detection stage1 does not use --amp, --save-every" in r.stderr, r.stderr
+    assert not (tmp_path / "s2.pt").exists() and not (tmp_path / "d.pt").exists()
 
 
 def test_v2_augmented_detection_boxes_still_enclose_their_masks(tmp_path):

@@ -27,20 +27,25 @@ DATASET_CHECKS: dict[str, Callable[[str | None], bool]] = {
 # The settings only some tasks read; one given to a task that does not read it is refused, never ignored.
 _DETECTION = {"train_ann", "val_ann", "images", "rfs", "warmup", "clip", "no_val", "min_size", "max_size", "masks",
               "pcb", "passes", "pcb_start", "detections_per_image", "candidates_per_class", "candidates", "loss_log"}
-_ON_GPU = {"amp", "channels_last", "sync_bn"}  # the stage-1 engine's; detection trains on the CPU
+_ON_GPU = {"amp", "channels_last", "sync_bn"}
+_ENGINE = _ON_GPU | {"save_every", "resume"}  # the shared stage-1 engine's; detection has its own loop
 TASK_SETTINGS = {"detection": frozenset(_DETECTION | {"head"}),
-                 "segmentation": frozenset(_ON_GPU),
-                 "classification": frozenset(_ON_GPU | {"shift", "head", "freeze_backbone", "resize_short",
+                 "segmentation": frozenset(_ENGINE),
+                 "classification": frozenset(_ENGINE | {"shift", "head", "freeze_backbone", "resize_short",
                                                         "augment", "tau"})}
+# what only stage 1 reads (stage 2 and import fit no network, in one process)
+STAGE1_ONLY = frozenset(_ENGINE | {"transforms"})
 # make_data.py's set names → the task whose `synthetic` mapping makes them
 SYNTHETIC_SETS = {"digits-lt": "classification", "shapes-lt": "classification", "seg-lt": "segmentation",
                   "det-lt": "detection"}
 
 
-def unused_settings(task: Task, given: dict) -> list[str]:
-    """The given settings this task does not read (as flags: --warmup)."""
+def unused_settings(task: Task, given: dict, stage: str = "stage1") -> list[str]:
+    """The given settings this task's stage does not read (as flags: --warmup)."""
     other = set().union(*TASK_SETTINGS.values()) - TASK_SETTINGS[task.name]
-    return [f"--{k.replace('_', '-')}" for k in given if k in other]
+    if stage != "stage1":
+        other |= STAGE1_ONLY
+    return [f"--{k.replace('_', '-')}" for k in given if k in other and given[k] not in ((), False)]
 
 
 def trains_on_gpu(task: Task) -> bool:

@@ -212,9 +212,10 @@ def _settings(args: argparse.Namespace, task):
         raise LtDeployError(f"--recipe {recipe.name} trains {recipe.task}; {args.data} is {task.name} data")
     settings = {"backbone": task.models[0]} if args.stage == "stage1" else {}
     settings.update(recipe.settings(args.stage) if recipe else {})
-    unused = unused_settings(task, {**settings, **given_settings(args)})
+    unused = unused_settings(task, {**settings, **given_settings(args)}, args.stage)
     if unused:
-        raise LtDeployError(f"{task.name} does not use {', '.join(unused)} ({args.data} is {task.name} data)")
+        raise LtDeployError(f"{task.name} {args.stage} does not use {', '.join(unused)} ({args.data} is "
+                            f"{task.name} data)")
     return config_from_args(args, task.defaults, settings)
 
 

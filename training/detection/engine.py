@@ -16,6 +16,7 @@ from tqdm import tqdm
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
 from training.core.distributed import init_distributed
+from training.core.resume import NonFiniteLoss
 from training.core.transforms import AugmentedDetection, build_transforms
 from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
 from training.detection.model import LTDetector
@@ -88,7 +89,7 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
             keys = loss_keys or tuple(losses)
             loss = sum(losses[k] for k in keys)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"{stage}: loss is {float(loss)} at epoch {epoch + 1}; lower --lr or --clip")
+                raise NonFiniteLoss(f"{stage}: the loss is {float(loss)} at epoch {epoch + 1}; lower --lr or --clip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, cfg.clip)  # early RPN / box losses spike (NaN at lr 0.02)

@@ -17,6 +17,7 @@ else:  # the same parser, as a package, before 3.11
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
 STAGES = {"stage1": Stage1Config, "stage2": Stage2Config}
+IMPORT_SETTINGS = {"input_size", "resize_short", "interpolation", "mean", "std", "seed", "workers", "batch_size"}
 
 
 class RecipeError(LtDeployError):
@@ -35,8 +36,10 @@ class Recipe:
     path: str
 
     def settings(self, stage: str) -> dict:
-        """The settings this recipe gives one stage (`import` takes stage 1's model settings)."""
-        return dict(self.stages.get("stage1" if stage == "import" else stage, {}))
+        """The settings this recipe gives one stage (`import` takes stage 1's eval preprocessing alone)."""
+        if stage == "import":
+            return {k: v for k, v in self.stages.get("stage1", {}).items() if k in IMPORT_SETTINGS}
+        return dict(self.stages.get(stage, {}))
 
 
 def recipe_names() -> list[str]:
