@@ -42,7 +42,7 @@ class Case:
     """One measured configuration."""
 
     name: str
-    task: str
+    loop: str  # what the step trains on: labels (classification), pixels (segmentation), boxes (detection)
     build: Callable[[], torch.nn.Module]
     batch: int
     size: tuple[int, int]
@@ -70,19 +70,19 @@ def _cases() -> list[Case]:
     from training.segmentation.model import LTSegmenter
 
     return [
-        Case("classification small_cnn", "classification", lambda: LTClassifier("small_cnn", "linear", 10), 64,
+        Case("classification small_cnn", "labels", lambda: LTClassifier("small_cnn", "linear", 10), 64,
              (32, 32), 10, "small"),
-        Case("imagenet-lt-x50 (ResNeXt-50)", "classification",
+        Case("imagenet-lt-x50 (ResNeXt-50)", "labels",
              lambda: LTClassifier("tv:resnext50_32x4d", "linear", 1000), 8, (224, 224), 1000, "preset"),
-        Case("ResNet-50 (projection reference)", "classification",
+        Case("ResNet-50 (projection reference)", "labels",
              lambda: LTClassifier("tv:resnet50", "linear", 1000), 8, (224, 224), 1000, "reference"),
-        Case("segmentation small_seg", "segmentation", lambda: LTSegmenter("small_seg", 10), 16, (64, 64), 10,
+        Case("segmentation small_seg", "pixels", lambda: LTSegmenter("small_seg", 10), 16, (64, 64), 10,
              "small"),
-        Case("ade20k-deeplabv3-r50", "segmentation", lambda: LTSegmenter("deeplabv3_resnet50", 150), 2,
+        Case("ade20k-deeplabv3-r50", "pixels", lambda: LTSegmenter("deeplabv3_resnet50", 150), 2,
              (512, 512), 150, "preset"),
-        Case("detection lite0_fpn", "detection", lambda: LTDetector(body="lite0_fpn", num_classes=10), 4,
+        Case("detection lite0_fpn", "boxes", lambda: LTDetector(body="lite0_fpn", num_classes=10), 4,
              (128, 128), 10, "small"),
-        Case("lvis-v1-mask-rcnn-r50-1x", "detection",
+        Case("lvis-v1-mask-rcnn-r50-1x", "boxes",
              lambda: LTDetector(body="resnet50_fpn", num_classes=1203, masks=True), 2, (800, 1088), 1203, "preset",
              masks=True),
     ]
@@ -92,7 +92,7 @@ def _dense_data(case: Case, steps: int) -> TensorDataset:
     gen = torch.Generator().manual_seed(0)
     n = case.batch * steps
     x = torch.randn(n, 3, *case.size, generator=gen)
-    shape = (n, *case.size) if case.task == "segmentation" else (n,)
+    shape = (n, *case.size) if case.loop == "pixels" else (n,)
     return TensorDataset(x, torch.randint(0, case.classes, shape, generator=gen))
 
 
@@ -118,7 +118,7 @@ def _ours(case: Case, steps: int) -> float:
     cfg = Stage1Config(epochs=1, batch_size=case.batch, lr=0.01, device="cpu", shift=0, hflip=False, warmup=1,
                        out=os.devnull)
     model = case.build()
-    if case.task == "detection":
+    if case.loop == "boxes":
         from training.detection.engine import train_detector
 
         data = _det_data(case, steps)
@@ -128,7 +128,7 @@ def _ours(case: Case, steps: int) -> float:
 
     loader = DataLoader(_dense_data(case, steps), batch_size=case.batch, shuffle=True,
                         generator=torch.Generator().manual_seed(0))
-    train = train_seg_stage1 if case.task == "segmentation" else train_stage1
+    train = train_seg_stage1 if case.loop == "pixels" else train_stage1
     start = time.perf_counter()
     train(model, loader, cfg)
     return time.perf_counter() - start
@@ -141,7 +141,7 @@ def _bare(case: Case, steps: int) -> float:
     params = [p for p in model.parameters() if p.requires_grad]
     opt, sched = cosine_sgd(params, 0.01, 5e-4, steps)
     start = time.perf_counter()
-    if case.task == "detection":
+    if case.loop == "boxes":
         from training.detection.data import collate
 
         for images, targets in DataLoader(_det_data(case, steps), batch_size=case.batch, collate_fn=collate):
@@ -170,7 +170,7 @@ def measure(case: Case, steps: int, repeats: int) -> dict:
     for _ in range(repeats):
         ours, bare = min(ours, _ours(case, steps)), min(bare, _bare(case, steps))
     images = case.batch * steps
-    row = {"case": case.name, "task": case.task, "group": case.group, "batch": case.batch,
+    row = {"case": case.name, "loop": case.loop, "group": case.group, "batch": case.batch,
            "input": f"{case.size[0]}x{case.size[1]}", "steps": steps, "repeats": repeats, "ours_img_s": round(images / ours, 2),
            "bare_img_s": round(images / bare, 2), "ratio": round(bare / ours, 3)}
     print(json.dumps(row), flush=True)

@@ -110,8 +110,9 @@ def training_checks(check, device: str) -> None:
     """Every training check, in a temporary folder."""
     with tempfile.TemporaryDirectory() as folder:
         models = stage1_checks(check, device, folder)
-        if "classification" in models:
-            stage2_and_export_checks(check, device, folder, models["classification"])
+        classifier = models.get("classification")
+        if classifier is not None:
+            stage2_and_export_checks(check, device, folder, classifier)
 
 
 def main(argv: list[str] | None = None) -> int:

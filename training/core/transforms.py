@@ -1,7 +1,8 @@
 """Training augmentation as torchvision.transforms.v2 pipelines, built from the specs recipes carry
 ({"name": "RandomResizedCrop", "size": 224}, ...). A sample's boxes and masks are wrapped as tv_tensors, so
 every geometric transform moves them with the image; evaluation never goes through here (it keeps the
-runtime's one preprocessing)."""
+runtime's one preprocessing). torchvision is imported on first use: a run without transforms never pays for it
+(a classification process otherwise imports no torchvision at all)."""
 from __future__ import annotations
 
 import inspect
@@ -9,8 +10,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from ltdeploy.errors import LtDeployError
 from ltdeploy.preprocess import PreprocessConfig, normalize
@@ -20,11 +19,14 @@ class TransformSpecError(LtDeployError):
     """A transform spec names no torchvision v2 transform, or gives it arguments it does not take."""
 
 
-def build_transforms(specs: Sequence[dict], label_fill: int | None = None) -> v2.Compose | None:
+def build_transforms(specs: Sequence[dict], label_fill: int | None = None):
     """The v2 pipeline the specs describe, in order (None for no specs). `label_fill` is what padding writes
     into label maps (segmentation: the ignore label) where a spec sets no `fill` of its own."""
     if not specs:
         return None
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
     steps = []
     for spec in specs:
         spec = dict(spec)
@@ -43,9 +45,11 @@ def build_transforms(specs: Sequence[dict], label_fill: int | None = None) -> v2
     return v2.Compose(steps)
 
 
-def augment_image(transforms: v2.Compose, rgb: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
-    """A decoded RGB uint8 image (H, W, 3) augmented and mapped to the model's values (3, h, w), which must be
-    the model's input size (the pipeline's crop or resize sets it)."""
+def augment_image(transforms, rgb: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
+    """A decoded RGB uint8 image (H, W, 3) augmented by a `build_transforms` pipeline and mapped to the model's
+    values (3, h, w), which must be the model's input size (the pipeline's crop or resize sets it)."""
+    from torchvision import tv_tensors
+
     out = transforms(tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)))
     return to_model_values(out, pre)
 
@@ -58,9 +62,12 @@ def to_model_values(image: torch.Tensor, pre: PreprocessConfig) -> torch.Tensor:
     return torch.from_numpy(normalize(image.permute(1, 2, 0).numpy(), pre))
 
 
-def augment_detection(transforms: v2.Compose, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
+def augment_detection(transforms, image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     """An image (3, H, W) and its torchvision detection target, transformed together: boxes (xyxy) and masks
     follow every crop, resize and flip; boxes left empty are dropped with their labels and masks."""
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
     h, w = image.shape[-2:]
     sample = {"boxes": tv_tensors.BoundingBoxes(target["boxes"], format="XYXY", canvas_size=(h, w)),
               "labels": target["labels"]}
@@ -74,9 +81,10 @@ def augment_detection(transforms: v2.Compose, image: torch.Tensor, target: dict)
     return out_image.as_subclass(torch.Tensor), result
 
 
-def augment_segmentation(transforms: v2.Compose, image: torch.Tensor,
-                         labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def augment_segmentation(transforms, image: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """An image (3, H, W) and its label map (H, W), transformed together (the map resized nearest)."""
+    from torchvision import tv_tensors
+
     out_image, out_labels = transforms(tv_tensors.Image(image), tv_tensors.Mask(labels))
     return out_image.as_subclass(torch.Tensor), out_labels.as_subclass(torch.Tensor)
 
@@ -85,7 +93,7 @@ class AugmentedDetection(torch.utils.data.Dataset):
     """A detection training set whose samples (already at the model's scale, as the detector takes them) go
     through the recipe's geometric transforms, boxes and masks with them."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, transforms: v2.Compose) -> None:
+    def __init__(self, dataset: torch.utils.data.Dataset, transforms) -> None:
         self.dataset, self.transforms = dataset, transforms
 
     def __len__(self) -> int:
