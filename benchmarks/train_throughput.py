@@ -144,7 +144,7 @@ def _bare(case: Case, steps: int) -> float:
     if case.loop == "boxes":
         from training.detection.data import collate
 
-        for images, targets in DataLoader(_det_data(case, steps), batch_size=case.batch, collate_fn=collate):
+        for images, targets, _ in DataLoader(_det_data(case, steps), batch_size=case.batch, collate_fn=collate):
             loss = sum(model(images, targets).values())
             opt.zero_grad(set_to_none=True)
             loss.backward()

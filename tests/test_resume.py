@@ -129,3 +129,26 @@ def test_the_gpu_training_check_runs_its_steps_on_the_cpu():
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["ok"] and len(summary["checks"]) == 5
+
+
+def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
+    from ltdeploy.datasets.det_sources import resolve_det_source
+    from ltdeploy.datasets.seg_folders import read_seg_split
+    from tests.test_det_pipeline import make_det_replica
+    from training.segmentation.synthetic import make_seg_lt
+
+    seg = tmp_path / "seg-lt"
+    make_seg_lt(str(seg), num_classes=6, n_train=8, n_val=4, imbalance=4)
+    det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
+    victims = {"seg": read_seg_split(str(seg), "train").images[0], "det": resolve_det_source(det).image_paths("train")[0]}
+    runs = {"seg": [str(seg), "--batch-size", "4"], "det": [det, "--batch-size", "2", "--input-size", "64", "--no-val",
+                                                            "--warmup", "2"]}
+    for name, args in runs.items():
+        with open(victims[name], "r+b") as f:
+            f.truncate(40)  # a download cut short
+        out = tmp_path / f"{name}.pt"
+        r = run(PY, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out))
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert r.stderr.count("warning: skipping") == 1, name  # (after a progress bar, on its line)
+        payload = torch.load(out, map_location="cpu", weights_only=True)
+        assert payload["history"]["stage1"]["bad_images"] == 1, name

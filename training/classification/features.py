@@ -75,8 +75,10 @@ class Stage2Data:
     def features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Un-augmented training features (N, d) and labels, computed once."""
         if self._features is None:
+            streamed = not isinstance(self.images, TensorDataset)  # large sets decode in --workers processes
             self._features, _ = self._disk_cache("train", lambda: extract_features(
-                self.model, DataLoader(self.images, batch_size=256, shuffle=False), desc="cache features"))
+                self.model, DataLoader(self.images, batch_size=256, shuffle=False,
+                                       num_workers=self.run.workers if streamed else 0), desc="cache features"))
         return self._features, self.labels
 
     def val_features(self) -> tuple[torch.Tensor, torch.Tensor]:

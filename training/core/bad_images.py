@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
+from tqdm import tqdm
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ class BadImageLog:
     def add(self, bad: list[BadImage]) -> None:
         """Count a batch's bad samples (the run's first is named)."""
         if bad and self.count == 0:
-            print(f"warning: skipping unreadable images, first {bad[0].path}: {bad[0].reason} (the count goes in "
-                  "the checkpoint's history)", file=sys.stderr)
+            tqdm.write(f"warning: skipping unreadable images, first {bad[0].path}: {bad[0].reason} (the count goes "
+                       "in the checkpoint's history)", file=sys.stderr)  # on its own line, under any progress bar
         self.count += len(bad)
 
 

@@ -13,6 +13,7 @@ import torch
 
 from ltdeploy.errors import LtDeployError
 from ltdeploy.preprocess import PreprocessConfig, normalize
+from training.core.bad_images import BadImage
 
 
 class TransformSpecError(LtDeployError):
@@ -99,6 +100,8 @@ class AugmentedDetection(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict]:
-        image, target = self.dataset[index]
-        return augment_detection(self.transforms, image, target)
+    def __getitem__(self, index: int):
+        item = self.dataset[index]
+        if isinstance(item, BadImage):
+            return item
+        return augment_detection(self.transforms, *item)

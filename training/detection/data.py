@@ -13,6 +13,7 @@ from ltdeploy.datasets.det_sources import DetSource
 from ltdeploy.errors import DatasetError, ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
+from training.core.bad_images import BadImage
 
 
 def decode_mask(segmentation: list | dict, height: int, width: int) -> np.ndarray:
@@ -36,10 +37,11 @@ class LVISDataset(Dataset):
     """
 
     def __init__(self, source: DetSource, split: str, preprocess: PreprocessConfig | None = None,
-                 masks: bool = False) -> None:
+                 masks: bool = False, skip_bad: bool = False) -> None:
         data = source.load(split)
         self.data = data  # the split's JSON as read (the evaluator's ground truth)
         self.source, self.split, self.masks, self.preprocess = source, split, masks, preprocess
+        self.skip_bad = skip_bad  # training: an unreadable image gives a BadImage (skipped and counted)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.label_of = {c["id"]: i + 1 for i, c in enumerate(self.categories)}
         self.images = sorted(data["images"], key=lambda im: im["id"])
@@ -101,6 +103,8 @@ class LVISDataset(Dataset):
         try:
             rgb = read_image(self.paths[index])
         except ImageError as exc:
+            if self.skip_bad:
+                return BadImage(str(self.paths[index]), str(exc))
             raise DatasetError(str(exc)) from None
         h, w = rgb.shape[:2]
         geo = self.preprocess.geometry(h, w)
@@ -166,7 +170,8 @@ class RepeatFactorSampler(Sampler[int]):
         return len(self._indices())
 
 
-def collate(batch: list) -> tuple[list[torch.Tensor], list[dict]]:
-    """Detection batches are lists: images differ in size and targets in length."""
-    images, targets = zip(*batch)
-    return list(images), list(targets)
+def collate(batch: list) -> tuple[list[torch.Tensor], list[dict], list[BadImage]]:
+    """Detection batches are lists: images differ in size and targets in length; unreadable samples
+    (training) come apart as the third list."""
+    good = [b for b in batch if not isinstance(b, BadImage)]
+    return [b[0] for b in good], [b[1] for b in good], [b for b in batch if isinstance(b, BadImage)]

@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
-from training.core.distributed import init_distributed
+from training.core.bad_images import BadImage, BadImageLog
+from training.core.distributed import any_rank, init_distributed, reduce_sum
 from training.core.resume import NonFiniteLoss
 from training.core.transforms import AugmentedDetection, build_transforms
 from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
@@ -33,7 +34,10 @@ class RandomFlip(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        image, target = self.dataset[index]
+        item = self.dataset[index]
+        if isinstance(item, BadImage):
+            return item
+        image, target = item
         if np.random.default_rng((self.seed, self.epoch, index)).random() < 0.5:
             return hflip(image, target)
         return image, target
@@ -48,7 +52,8 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
     # the recipe's augmentation replaces the built-in flip
     source = AugmentedDetection(dataset, transforms) if transforms is not None else \
         RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
-    loader = DataLoader(source, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=0)
+    # workers restart each epoch (not persistent) so that they see the flip's new epoch
+    loader = DataLoader(source, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.workers)
     return loader, sampler, source
 
 
@@ -74,7 +79,7 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
     sched = warmup_cosine(opt, cfg.epochs * len(loader), cfg.warmup)
     net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
     heads = model.net.roi_heads
-    iters, epochs, start = [], [], time.perf_counter()
+    iters, epochs, start, skipped = [], [], time.perf_counter(), BadImageLog()
     bar = tqdm(range(cfg.epochs), desc=stage, unit="epoch", disable=rank != 0)
     for epoch in bar:
         sampler.set_epoch(epoch)
@@ -84,7 +89,10 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
             heads.pcb_active = epoch >= getattr(cfg, "pcb_start", 0) and heads.confusion.ready
         model.train()
         sums: dict[str, float] = {}
-        for images, targets in loader:
+        for images, targets, bad in loader:
+            skipped.add(bad)
+            if any_rank(not images, joined):  # every image of some rank's batch was unreadable: all skip it
+                continue
             losses = net(images, targets)
             keys = loss_keys or tuple(losses)
             loss = sum(losses[k] for k in keys)
@@ -105,8 +113,8 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
         mean = {k: round(v / len(loader), 4) for k, v in sums.items()}
         epochs.append({"epoch": epoch + 1, "pcb": bool(heads.pcb_active), **mean})
         bar.set_postfix(loss=f"{sum(mean.values()):.3f}", pcb=int(heads.pcb_active))
-    return {"iterations": iters, "epochs": epochs, "world_size": world,
-            "seconds": round(time.perf_counter() - start, 1)}
+    return {"iterations": iters, "epochs": epochs, "world_size": world, "seconds": round(time.perf_counter() - start, 1),
+            "bad_images": int(reduce_sum([skipped.count], joined)[0])}
 
 
 def _rle(mask: np.ndarray) -> dict:

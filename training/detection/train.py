@@ -75,7 +75,7 @@ def stage1(cfg: Stage1Config) -> int:
     rank, world = joined.rank, joined.size
     torch.manual_seed(cfg.seed)
     pre = det_preprocess(cfg)
-    train = LVISDataset(source, "train", pre, masks=cfg.masks)
+    train = LVISDataset(source, "train", pre, masks=cfg.masks, skip_bad=True)
     val = val_split(cfg, source, pre)
     caps = {k: v for k, v in {"candidates_per_class": cfg.candidates_per_class, "candidates": cfg.candidates}.items()
             if v is not None}  # the detector's own caps where neither the command line nor a recipe sets one
@@ -110,7 +110,7 @@ def stage2_job(ck: Checkpoint, cfg: Stage2Config) -> Stage2Job:
     """DisAlign on the frozen detector's foreground logits, with instance-count G-RW in the RoI loss."""
     model, desc = ck.model, ck.description
     source = resolve_det_source(cfg.data, cfg.train_ann, cfg.val_ann, cfg.images)
-    train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False))
+    train = LVISDataset(source, "train", desc.preprocess, masks=ck.arch.get("masks", False), skip_bad=True)
     check_dataset(train, desc)
     val = val_split(cfg, source, desc.preprocess)
     counts = train.instance_counts()

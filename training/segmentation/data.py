@@ -15,7 +15,7 @@ from ltdeploy.errors import ImageError
 from ltdeploy.image_io import read_image
 from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 from training.classification.data import PRELOAD_LIMIT_BYTES
-from training.core.bad_images import BadImage
+from training.core.bad_images import BadImage, BadImageLog, collate_good
 from training.core.transforms import augment_segmentation, to_model_values
 
 
@@ -27,16 +27,21 @@ class SegDataset(Dataset):
     (resize_short 0), so image and labels stay aligned.
     """
 
-    def __init__(self, split: SegSplit, cfg: PreprocessConfig) -> None:
+    def __init__(self, split: SegSplit, cfg: PreprocessConfig, skip_bad: bool = False) -> None:
         if cfg.resize != "stretch":
             raise ValueError("segmentation preprocessing must resize straight to the input size (resize 'stretch')")
-        self.split, self.cfg = split, cfg
+        self.split, self.cfg, self.skip_bad = split, cfg, skip_bad
 
     def __len__(self) -> int:
         return len(self.split.images)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x = preprocess_image(read_image(self.split.images[i]), self.cfg)
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor] | BadImage:
+        try:
+            x = preprocess_image(read_image(self.split.images[i]), self.cfg)
+        except ImageError as exc:
+            if not self.skip_bad:
+                raise
+            return BadImage(str(self.split.images[i]), str(exc))
         lab = self.split.read_labels(i)
         h, w = self.cfg.input_size
         if lab.shape != (h, w):
@@ -66,15 +71,21 @@ class AugmentedSegDataset(Dataset):
 
 
 def make_seg_loader(split: SegSplit, cfg: PreprocessConfig, batch_size: int, shuffle: bool, workers: int = 2,
-                    seed: int = 0, desc: str = "decode") -> DataLoader:
-    """Preloaded into memory when small (as image_data.make_loader), streamed through workers when large."""
-    ds = SegDataset(split, cfg)
+                    seed: int = 0, desc: str = "decode", skip_bad: bool = False) -> DataLoader:
+    """Preloaded into memory when small (as image_data.make_loader), streamed through workers when large. With
+    `skip_bad` (training) unreadable images are left out and counted rather than stopping the run."""
+    ds = SegDataset(split, cfg, skip_bad)
     h, w = cfg.input_size
     small = len(ds) * h * w * (3 * 4 + 8) < PRELOAD_LIMIT_BYTES
+    skipped = BadImageLog()
     if small:
         with ThreadPoolExecutor(4) as pool:
-            pairs = list(tqdm(pool.map(ds.__getitem__, range(len(ds))), total=len(ds), desc=desc, unit="img",
+            items = list(tqdm(pool.map(ds.__getitem__, range(len(ds))), total=len(ds), desc=desc, unit="img",
                               leave=False))
+        skipped.add([p for p in items if isinstance(p, BadImage)])
+        pairs = [p for p in items if not isinstance(p, BadImage)]
         ds = TensorDataset(torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs]))
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
-                      num_workers=0 if small else workers)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
+                        num_workers=0 if small else workers, collate_fn=collate_good if skip_bad and not small else None)
+    loader.bad_images = skipped.count
+    return loader

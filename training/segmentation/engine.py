@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from ltdeploy.datasets.seg_folders import IGNORE
@@ -68,7 +68,9 @@ class SegStage2Data:
         if self._features is None:
             feats, labels = [], []
             with torch.no_grad():
-                for x, y in tqdm(DataLoader(self.loader.dataset, batch_size=32), desc="cache features",
+                streamed = not isinstance(self.loader.dataset, TensorDataset)  # large sets decode in workers
+                for x, y in tqdm(DataLoader(self.loader.dataset, batch_size=32,
+                                            num_workers=self.cfg.workers if streamed else 0), desc="cache features",
                                  unit="batch", leave=False):
                     feats.append(self.model.forward_features(x.to(self.device)).float().cpu())
                     labels.append(y)

@@ -58,7 +58,7 @@ def stage1(cfg: Stage1Config) -> int:
     transforms = build_transforms(cfg.transforms, label_fill=IGNORE)
     if transforms is None:
         loader = make_seg_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
-                                 desc="train")
+                                 desc="train", skip_bad=True)
     else:  # the recipe's augmentation replaces the built-in flip
         loader = streaming_loader(AugmentedSegDataset(train, pre, transforms), cfg.batch_size, cfg.workers, cfg.seed)
         cfg = dataclasses.replace(cfg, hflip=False)
