@@ -109,3 +109,22 @@ def test_pairwise_bias() -> None:
     assert pairwise_bias(np.eye(3)) == 0.0
     m = np.array([[0.5, 0.5], [0.0, 1.0]])
     assert pairwise_bias(m) == pytest.approx(math.sqrt(2 * 0.25))
+
+
+def test_batches_keep_to_one_aspect_ratio_and_ranks_make_as_many(det_root: str) -> None:
+    from training.detection.data import AspectRatioBatches, aspect_groups
+
+    ds = LVISDataset(resolve_det_source(det_root), "train")
+    groups = aspect_groups(ds)
+    assert set(groups) == {0, 1}  # det-lt draws landscape, square and portrait images
+    factors = repeat_factors(ds, 0.5)
+    counts = []
+    for rank in range(2):
+        sampler = RepeatFactorSampler(factors, seed=3, rank=rank, world=2)
+        batches = list(AspectRatioBatches(sampler, groups, 4))
+        drawn = [i for b in batches for i in b]
+        assert sorted(drawn) == sorted(sampler) and len(batches) == len(AspectRatioBatches(sampler, groups, 4))
+        full_mixed = [b for b in batches[:-2] if len({groups[i] for i in b}) > 1]
+        assert full_mixed == []  # only the last batches, the groups' remainders, may mix
+        counts.append(len(batches))
+    assert counts[0] == counts[1]  # every rank steps as often: no rank waits at the end of an epoch

@@ -170,6 +170,36 @@ class RepeatFactorSampler(Sampler[int]):
         return len(self._indices())
 
 
+def aspect_groups(dataset: "LVISDataset") -> list[int]:
+    """Each image's aspect-ratio group: 0 landscape or square, 1 portrait (detectron2's two groups)."""
+    return [int(im.get("height", 0) > im.get("width", 0)) for im in dataset.images]  # no size: one group
+
+
+class AspectRatioBatches(Sampler[list[int]]):
+    """Batches of one aspect-ratio group each, so that padding a batch to its largest image wastes little
+    (detectron2's AspectRatioGroupedDataset, torchvision's GroupedBatchSampler). Indices come in the order
+    `sampler` draws them; what is left in the groups at the end goes out in mixed batches, so every rank makes
+    ceil(len(sampler) / batch_size) batches, as many as the others."""
+
+    def __init__(self, sampler: Sampler[int], groups: list[int], batch_size: int) -> None:
+        self.sampler, self.groups, self.batch_size = sampler, groups, batch_size
+
+    def __iter__(self):
+        pending: dict[int, list[int]] = {}
+        for index in self.sampler:
+            group = pending.setdefault(self.groups[index], [])
+            group.append(index)
+            if len(group) == self.batch_size:
+                yield group[:]
+                group.clear()
+        rest = [i for group in pending.values() for i in group]
+        for start in range(0, len(rest), self.batch_size):
+            yield rest[start:start + self.batch_size]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.batch_size)
+
+
 def collate(batch: list) -> tuple[list[torch.Tensor], list[dict], list[BadImage]]:
     """Detection batches are lists: images differ in size and targets in length; unreadable samples
     (training) come apart as the third list."""

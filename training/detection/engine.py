@@ -19,7 +19,15 @@ from training.core.bad_images import BadImage, BadImageLog
 from training.core.distributed import any_rank, init_distributed, reduce_sum
 from training.core.resume import NonFiniteLoss
 from training.core.transforms import AugmentedDetection, build_transforms
-from training.detection.data import LVISDataset, RepeatFactorSampler, collate, hflip, repeat_factors
+from training.detection.data import (
+    AspectRatioBatches,
+    LVISDataset,
+    RepeatFactorSampler,
+    aspect_groups,
+    collate,
+    hflip,
+    repeat_factors,
+)
 from training.detection.model import LTDetector
 
 
@@ -45,7 +53,8 @@ class RandomFlip(Dataset):
 
 def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
                     world: int = 1) -> tuple[DataLoader, RepeatFactorSampler, RandomFlip | LVISDataset]:
-    """Training loader: repeat-factor sampling (threshold --rfs; 0 = every image once) split across ranks."""
+    """Training loader: repeat-factor sampling (threshold --rfs; 0 = every image once) split across ranks,
+    batches grouped by aspect ratio."""
     factors = repeat_factors(dataset, cfg.rfs) if cfg.rfs > 0 else [1.0] * len(dataset)
     sampler = RepeatFactorSampler(factors, seed=cfg.seed, rank=rank, world=world)
     transforms = build_transforms(cfg.transforms)
@@ -53,7 +62,8 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
     source = AugmentedDetection(dataset, transforms) if transforms is not None else \
         RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
     # workers restart each epoch (not persistent) so that they see the flip's new epoch
-    loader = DataLoader(source, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.workers)
+    batches = AspectRatioBatches(sampler, aspect_groups(dataset), cfg.batch_size)
+    loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=cfg.workers)
     return loader, sampler, source
 
 
