@@ -72,7 +72,7 @@ def test_stage_one_settings_are_refused_by_stage_two_and_detection(models, digit
     det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
     r = run(PY, "training/train.py", "stage1", "--data", det, "--out", str(tmp_path / "d.pt"), "--save-every", "1",
             "--amp", "bf16")
-    assert r.returncode == 2 and "detection stage1 does not use --amp, --save-every" in r.stderr, r.stderr
+    assert r.returncode == 2 and "detection stage1 does not use --amp (" in r.stderr, r.stderr  # it saves, on the CPU
     assert not (tmp_path / "s2.pt").exists() and not (tmp_path / "d.pt").exists()
 
 

@@ -82,7 +82,7 @@ def rank_device(device: torch.device, world: World) -> torch.device:
     return device
 
 
-def wrap(model: nn.Module, world: World, sync_bn: bool = False) -> nn.Module:
+def wrap(model: nn.Module, world: World, sync_bn: bool = False, find_unused: bool = False) -> nn.Module:
     """The model DistributedDataParallel-wrapped when there are several processes (itself otherwise)."""
     if world.size == 1:
         return model
@@ -92,7 +92,7 @@ def wrap(model: nn.Module, world: World, sync_bn: bool = False) -> nn.Module:
             raise LtDeployError("--sync-bn needs GPUs (torch's SyncBatchNorm runs on CUDA only)")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=False)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def shard_loader(loader: DataLoader, world: World, seed: int) -> DataLoader:

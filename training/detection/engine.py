@@ -3,21 +3,18 @@ COCO-results output and the validation confusion matrix."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from faster_coco_eval.core import mask as mask_utils
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
-from training.core.bad_images import BadImage, BadImageLog
-from training.core.distributed import any_rank, init_distributed, reduce_sum
-from training.core.resume import NonFiniteLoss
+from training.core.bad_images import BadImage
+from training.core.distributed import init_distributed, reduce_sum
+from training.core.engine import LoopParts, train_epochs
 from training.core.transforms import AugmentedDetection, build_transforms
 from training.detection.data import (
     AspectRatioBatches,
@@ -63,7 +60,10 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
         RandomFlip(dataset, cfg.seed) if cfg.hflip else dataset
     # workers restart each epoch (not persistent) so that they see the flip's new epoch
     batches = AspectRatioBatches(sampler, aspect_groups(dataset), cfg.batch_size)
-    loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=cfg.workers)
+    # its own generator: creating an epoch's iterator then draws from it, not from torch's global stream (which
+    # the RPN's and RoI head's sampling use), so a resumed run draws what the uninterrupted one did
+    loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=cfg.workers,
+                        generator=torch.Generator().manual_seed(cfg.seed))
     return loader, sampler, source
 
 
@@ -76,55 +76,48 @@ def warmup_cosine(opt: torch.optim.Optimizer, steps: int, warmup: int) -> torch.
 
 def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, stage: str = "stage 1",
                    loss_keys: tuple[str, ...] | None = None) -> dict:
-    """SGD over `cfg.epochs` epochs; PCB turns on from epoch `cfg.pcb_start` once every class was seen.
+    """SGD with warm-up and clipping over `cfg.epochs` epochs on the shared engine (processes, resume, faults);
+    PCB turns on from epoch `cfg.pcb_start` once every class was seen.
 
     `loss_keys` limits the optimised losses (stage 2: the classification loss only). Returns the
-    per-iteration total loss (rank 0's view of the mean over ranks) and per-epoch means.
+    per-iteration total loss (the mean over ranks) and per-epoch means of each loss.
     """
     joined = init_distributed()
-    rank, world = joined.rank, joined.size
-    loader, sampler, source = make_det_loader(dataset, cfg, rank, world)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd)
-    sched = warmup_cosine(opt, cfg.epochs * len(loader), cfg.warmup)
-    net = DistributedDataParallel(model, find_unused_parameters=True) if world > 1 else model
+    loader, sampler, source = make_det_loader(dataset, cfg, joined.rank, joined.size)
     heads = model.net.roi_heads
-    iters, epochs, start, skipped = [], [], time.perf_counter(), BadImageLog()
-    bar = tqdm(range(cfg.epochs), desc=stage, unit="epoch", disable=rank != 0)
-    for epoch in bar:
+    iters: list[float] = []
+    sums: dict[str, float] = {}
+
+    def on_epoch(epoch: int) -> None:
         sampler.set_epoch(epoch)
         if isinstance(source, RandomFlip):
             source.epoch = epoch
         if heads.confusion is not None:
             heads.pcb_active = epoch >= getattr(cfg, "pcb_start", 0) and heads.confusion.ready
-        model.train()
-        sums: dict[str, float] = {}
-        for images, targets, bad in loader:
-            skipped.add(bad)
-            if any_rank(not images, joined):  # every image of some rank's batch was unreadable: all skip it
-                continue
-            losses = net(images, targets)
-            keys = loss_keys or tuple(losses)
-            loss = sum(losses[k] for k in keys)
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"{stage}: the loss is {float(loss)} at epoch {epoch + 1}; lower --lr or --clip")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg.clip)  # early RPN / box losses spike (NaN at lr 0.02)
-            opt.step()
-            sched.step()
-            value = loss.detach().clone()
-            if world > 1:
-                dist.all_reduce(value)
-                value /= world
-            iters.append(round(float(value), 5))
-            for k in keys:
-                sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
+        sums.clear()
+
+    def step(net: torch.nn.Module, images: list, targets: list, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
+        losses = net(images, targets)
+        keys = loss_keys or tuple(losses)
+        loss = sum(losses[k] for k in keys)
+        iters.append(round(reduce_sum([float(loss.detach())], joined)[0] / joined.size, 5))
+        for k in keys:
+            sums[k] = sums.get(k, 0.0) + float(losses[k].detach())
+        return loss, len(images), 0
+
+    def epoch_record(epoch: int, loss_sum: float, total: float, right: float) -> dict:
         mean = {k: round(v / len(loader), 4) for k, v in sums.items()}
-        epochs.append({"epoch": epoch + 1, "pcb": bool(heads.pcb_active), **mean})
-        bar.set_postfix(loss=f"{sum(mean.values()):.3f}", pcb=int(heads.pcb_active))
-    return {"iterations": iters, "epochs": epochs, "world_size": world, "seconds": round(time.perf_counter() - start, 1),
-            "bad_images": int(reduce_sum([skipped.count], joined)[0])}
+        return {"epoch": epoch + 1, "pcb": bool(heads.pcb_active), **mean}
+
+    def optimizer(params: list, steps: int) -> tuple:
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.wd)
+        return opt, warmup_cosine(opt, steps, cfg.warmup)
+
+    # early RPN / box losses spike (NaN at lr 0.02 without the clip)
+    parts = LoopParts(desc=stage, optimizer=optimizer, clip=cfg.clip, sharded=True, find_unused=True,
+                      resumable=stage == "stage 1", on_epoch=on_epoch, epoch_record=epoch_record,
+                      extra_history=lambda: {"iterations": iters})
+    return train_epochs(model, loader, cfg, step, parts=parts)
 
 
 def _rle(mask: np.ndarray) -> dict:
