@@ -96,6 +96,14 @@ def _dense_data(case: Case, steps: int) -> TensorDataset:
     return TensorDataset(x, torch.randint(0, case.classes, shape, generator=gen))
 
 
+class _Images(list):
+    """In-memory detection samples with the image records the aspect-ratio grouping reads."""
+
+    def __init__(self, items: list, size: tuple[int, int]) -> None:
+        super().__init__(items)
+        self.images = [{"height": size[0], "width": size[1]}] * len(items)
+
+
 def _det_data(case: Case, steps: int) -> list:
     gen = torch.Generator().manual_seed(0)
     h, w = case.size
@@ -110,13 +118,13 @@ def _det_data(case: Case, steps: int) -> list:
                 masks[k, y0:y1, x0:x1] = 1
             target["masks"] = masks
         items.append((torch.randn(3, h, w, generator=gen), target))
-    return items
+    return _Images(items, case.size)
 
 
 def _ours(case: Case, steps: int) -> float:
     """Seconds for `steps` iterations of the engine train.py runs."""
     cfg = Stage1Config(epochs=1, batch_size=case.batch, lr=0.01, device="cpu", shift=0, hflip=False, warmup=1,
-                       out=os.devnull)
+                       workers=0, out=os.devnull)  # in memory, as the bare loop's data
     model = case.build()
     if case.loop == "boxes":
         from training.detection.engine import train_detector
