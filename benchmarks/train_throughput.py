@@ -2,7 +2,7 @@
 input sizes, beside a bare PyTorch loop on the same model, batch, data and device (target: ours >= 0.95x), and
 each preset's projected wall time on N GPUs from a cited per-GPU figure.
 
-    python benchmarks/train_throughput.py --out docs/train_throughput.md     # about 8 minutes on 2 CPU cores
+    python benchmarks/train_throughput.py --out docs/train_throughput.md     # about 15 minutes on 2 CPU cores
     python benchmarks/train_throughput.py --only small                        # the small models alone
 
 Data are random tensors in memory (no decoding), so the figures measure the training step and the engine
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     machine = cpu_description()
     print(machine)
-    rows = [measure(c, args.steps or (20 if c.group == "small" else 2), 5 if c.group == "small" else 1)
+    rows = [measure(c, args.steps or (20 if c.group == "small" else 2), 5 if c.group == "small" else 3)
             for c in _cases()
             if args.only == "all" or c.group == args.only or (args.only == "preset" and c.group == "reference")]
     projected = projections(rows)
