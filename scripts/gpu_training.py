@@ -34,7 +34,7 @@ from training.core.methods import build_calibrator  # noqa: E402
 from training.segmentation.engine import train_seg_stage1  # noqa: E402
 from training.segmentation.model import LTSegmenter  # noqa: E402
 
-K, N = 6, 48
+K, N = 6, 32
 COUNTS = [16, 12, 8, 6, 4, 2]
 
 

@@ -157,8 +157,8 @@ def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
 def test_a_stopped_detector_resumes_to_the_uninterrupted_weights(tmp_path):
     from tests.test_det_pipeline import make_det_replica
 
-    det = make_det_replica(tmp_path, "lvis", classes=6, train=8, val=2)
-    base = [PY, "training/train.py", "stage1", "--data", det, "--input-size", "64", "--no-val", "--warmup", "2",
+    det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
+    base = [PY, "training/train.py", "stage1", "--data", det, "--input-size", "48", "--no-val", "--warmup", "2",
             "--epochs", "3", "--batch-size", "2", "--pcb", "--pcb-start", "1", "--hflip"]
     full, stopped = tmp_path / "full.pt", tmp_path / "stopped.pt"
     assert run(*base, "--out", str(full)).returncode == 0

@@ -27,6 +27,8 @@ from training.detection.data import (
 )
 from training.detection.model import LTDetector
 
+WORKERS_FROM_IMAGES = 200  # smaller sets decode in the training process: starting workers costs more
+
 
 class RandomFlip(Dataset):
     """Horizontal flips with probability 0.5, drawn from (seed, epoch, index): reproducible, and the same
@@ -62,7 +64,8 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
     batches = AspectRatioBatches(sampler, aspect_groups(dataset), cfg.batch_size)
     # its own generator: creating an epoch's iterator then draws from it, not from torch's global stream (which
     # the RPN's and RoI head's sampling use), so a resumed run draws what the uninterrupted one did
-    loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=cfg.workers,
+    workers = cfg.workers if len(dataset) >= WORKERS_FROM_IMAGES else 0
+    loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=workers,
                         generator=torch.Generator().manual_seed(cfg.seed))
     return loader, sampler, source
 
