@@ -1,8 +1,8 @@
 """The training half of the GPU check: a few stage-1 iterations of classification and segmentation on the
 device with bf16 and fp16 (channels-last), a resumable save, one stage-2 DisAlign fit on device features, a
-checkpoint rebuilt on the CPU with the device's logits, and an ONNX export of it. Tensors are made in memory
-(no dataset, no OpenCV, no ONNX Runtime: the GPU machine has neither). Detection trains on the CPU in this
-version and is not checked here.
+checkpoint rebuilt on the CPU with the device's logits, and an ONNX export of it; a Mask R-CNN with PCB trained
+under each autocast, then its detections on the device beside the CPU's. Tensors are made in memory (no
+dataset, no OpenCV, no ONNX Runtime: the GPU machine has neither).
 
     python scripts/gpu_training.py                 # on the GPU machine (or from scripts/gpu_check.py --train)
     python scripts/gpu_training.py --device cpu    # the same steps on the CPU (the test suite runs this)
@@ -31,6 +31,8 @@ from training.core.checkpoint import save_checkpoint  # noqa: E402
 from training.core.grw import GRWLoss  # noqa: E402
 from training.core.loops import extract_features, fit_on_features, train_stage1  # noqa: E402
 from training.core.methods import build_calibrator  # noqa: E402
+from training.detection.engine import train_detector  # noqa: E402
+from training.detection.model import LTDetector  # noqa: E402
 from training.segmentation.engine import train_seg_stage1  # noqa: E402
 from training.segmentation.model import LTSegmenter  # noqa: E402
 
@@ -65,6 +67,65 @@ def stage1_checks(check, device: str, folder: str) -> dict[str, torch.nn.Module]
                 models[task] = model
                 return f"losses {[round(v, 3) for v in losses]}"
     return models
+
+
+class TinyDetectionSet(torch.utils.data.Dataset):
+    """Eight 128x128 images with one or two filled boxes each (and their masks), held in memory."""
+
+    def __init__(self) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.images = [{"id": i, "width": 128, "height": 128} for i in range(8)]
+        self.items = []
+        for i in range(8):
+            image, boxes, masks = torch.rand(3, 128, 128, generator=gen) * 0.2, [], []
+            for j in range(1 + i % 2):
+                x0, y0 = 8 + 56 * j, 16 + 4 * i
+                mask = torch.zeros(128, 128, dtype=torch.uint8)
+                mask[y0:y0 + 40, x0:x0 + 48] = 1
+                image[(i + j) % 3][mask.bool()] = 0.9
+                boxes.append([x0, y0, x0 + 48, y0 + 40])
+                masks.append(mask)
+            self.items.append((image, {"boxes": torch.tensor(boxes, dtype=torch.float32), "image_id": i,
+                                       "labels": torch.tensor([1 + (i + j) % 3 for j in range(len(boxes))]),
+                                       "masks": torch.stack(masks), "orig_size": (128, 128)}))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        return self.items[index]
+
+
+def detection_checks(check, device: str, folder: str) -> None:
+    """Mask R-CNN with three PCB passes (PCB on from epoch 2) under each autocast (bf16 only on a CPU); its
+    detections on the device against a CPU copy of the same weights."""
+    data = TinyDetectionSet()
+    # fp16 on a CPU is emulated (a minute for these few steps): the CPU run checks bf16 only
+    for amp in ("bf16", "fp16") if device.startswith("cuda") else ("bf16",):
+        @check(f"detection stage 1 (Mask R-CNN, PCB), {amp} autocast, channels-last, on {device}")
+        def _():
+            torch.manual_seed(0)
+            model = LTDetector(body="lite0_fpn", num_classes=3, masks=True, passes=3, pcb=True, head="linear",
+                               detections_per_image=20)
+            cfg = Stage1Config(out=os.path.join(folder, f"detection-{amp}.pt"), epochs=2, batch_size=4, lr=0.01,
+                               warmup=2, pcb_start=1, device=device, amp=amp, channels_last=True, save_every=1,
+                               workers=0)
+            history = train_detector(model, data, cfg)
+            assert all(torch.isfinite(torch.tensor(history["iterations"]))), history["iterations"]
+            assert os.path.exists(cfg.out), "the resumable state of epoch 1"
+            assert [e["pcb"] for e in history["epochs"]] == [False, True], history["epochs"]
+            model.eval()
+            image = data[0][0]
+            with torch.no_grad():
+                on_device = model([image.to(device)])[0]
+                cpu = LTDetector(**{k: v for k, v in model.arch.items() if k != "task"}).eval()
+                cpu.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+                on_cpu = cpu([image])[0]
+            top = min(5, len(on_cpu["scores"]), len(on_device["scores"]))
+            gap = float((on_device["scores"][:top].float().cpu() - on_cpu["scores"][:top]).abs().max()) if top else 0.0
+            assert gap < 2e-2, gap  # TF32 on the GPU
+            return f"losses {history['iterations'][0]:.3f} -> {history['iterations'][-1]:.3f}, top-{top} score " \
+                   f"gap device vs CPU {gap:.1e}"
 
 
 def stage2_and_export_checks(check, device: str, folder: str, model: torch.nn.Module) -> None:
@@ -113,6 +174,7 @@ def training_checks(check, device: str) -> None:
         classifier = models.get("classification")
         if classifier is not None:
             stage2_and_export_checks(check, device, folder, classifier)
+        detection_checks(check, device, folder)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,8 @@
 foreground logits of a detector."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -200,3 +202,17 @@ def test_masks_for_the_detected_class_only_equal_torchvisions() -> None:
     assert torch.allclose(got, want, atol=1e-6)
     with torch.no_grad():
         assert label_mask_probs(predictor, pooled[:0], labels[:0]).shape == (0, 1, 28, 28)
+
+
+@pytest.mark.parametrize("body, strides", [("lite0_fpn", [8, 16, 32]), ("mobilenet_v3_fpn", [32, 32])])
+def test_roi_poolers_use_the_true_strides_whatever_image_comes_first(body, strides) -> None:
+    # torchvision infers the scales from the first batch and keeps them: a 40-px image would make the
+    # stride-32 level 1/16 (2 ** round(log2(2 / 40)))
+    model = LTDetector(body=body, num_classes=3, masks=True).eval()
+    poolers = [model.net.roi_heads.box_roi_pool, model.net.roi_heads.mask_roi_pool]
+    with torch.no_grad():
+        model([torch.rand(3, 40, 40)])
+    for pooler in poolers:
+        assert pooler.scales == [1 / s for s in strides]
+        assert pooler.map_levels.k_min == round(math.log2(strides[0])) and \
+            pooler.map_levels.k_max == round(math.log2(strides[-1]))

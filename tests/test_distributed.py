@@ -53,7 +53,7 @@ def test_two_process_segmentation_and_detection_stage1_export(tmp_path):
     make_seg_lt(str(seg), num_classes=SEG_CLASSES, n_train=16, n_val=4, imbalance=10)
     det = make_det_replica(tmp_path, "lvis", classes=6, train=8, val=4)
     runs = {"seg": [str(seg), "--batch-size", "4", "--hflip"],
-            "det": [det, "--batch-size", "2", "--warmup", "2", "--input-size", "64", "--no-val"]}
+            "det": [det, "--batch-size", "2", "--warmup", "2", "--input-size", "64", "--no-val", "--amp", "bf16"]}
     for name, args in runs.items():
         out = tmp_path / f"{name}.pt"
         r = run(*TORCHRUN, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out),

@@ -2,7 +2,9 @@
 saves a resumable state first; a non-finite loss stops the run in one line; bf16 autocast trains and exports."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import signal
 import subprocess
 import time
@@ -128,7 +130,7 @@ def test_the_gpu_training_check_runs_its_steps_on_the_cpu():
     r = run(PY, "scripts/gpu_training.py", "--device", "cpu")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["ok"] and len(summary["checks"]) == 5
+    assert summary["ok"] and len(summary["checks"]) == 6
 
 
 def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
@@ -139,7 +141,7 @@ def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
 
     seg = tmp_path / "seg-lt"
     make_seg_lt(str(seg), num_classes=6, n_train=8, n_val=4, imbalance=4)
-    det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
+    det = make_det_replica(tmp_path, "lvis", classes=6, train=10, val=2)
     victims = {"seg": read_seg_split(str(seg), "train").images[0], "det": resolve_det_source(det).image_paths("train")[0]}
     runs = {"seg": [str(seg), "--batch-size", "4"], "det": [det, "--batch-size", "2", "--input-size", "64", "--no-val",
                                                             "--warmup", "2"]}
@@ -154,16 +156,59 @@ def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
         assert payload["history"]["stage1"]["bad_images"] == 1, name
 
 
-def test_a_stopped_detector_resumes_to_the_uninterrupted_weights(tmp_path):
-    from tests.test_det_pipeline import make_det_replica
+def _tiny_detector():
+    from training.detection.model import LTDetector
 
-    det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
-    base = [PY, "training/train.py", "stage1", "--data", det, "--input-size", "48", "--no-val", "--warmup", "2",
-            "--epochs", "3", "--batch-size", "2", "--hflip"]
-    full, stopped = tmp_path / "full.pt", tmp_path / "stopped.pt"
-    assert run(*base, "--out", str(full)).returncode == 0
-    r = _stopped([*base, "--out", str(stopped), "--save-every", "1"], signal.SIGTERM, lambda: stopped.exists())
-    assert r.returncode == 2 and is_state_file(str(stopped)), r.stderr[-2000:]
-    assert run(*base, "--out", str(stopped), "--resume", str(stopped)).returncode == 0
-    ours, theirs = _weights(stopped), _weights(full)
+    torch.manual_seed(0)
+    return LTDetector(body="lite0_fpn", num_classes=6, passes=2, pcb=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_detector(tmp_path_factory):
+    """A 10-image det-lt set and the detector trained on it without a stop (2 epochs of 3 steps, PCB from
+    epoch 1); its config and final weights."""
+    from ltdeploy.datasets.det_sources import resolve_det_source
+    from ltdeploy.preprocess import PreprocessConfig
+    from tests.test_det_pipeline import make_det_replica
+    from training.config import Stage1Config
+    from training.detection.data import LVISDataset
+    from training.detection.engine import train_detector
+
+    folder = tmp_path_factory.mktemp("det-resume")
+    det = make_det_replica(folder, "lvis", classes=6, train=10, val=2)
+    data = LVISDataset(resolve_det_source(det), "train", PreprocessConfig.fit(56, 64, interpolation="bilinear"))
+    cfg = Stage1Config(out=str(folder / "full.pt"), epochs=2, batch_size=4, lr=0.02, warmup=2, pcb_start=0,
+                       hflip=True, workers=0, device="cpu")
+    full = _tiny_detector()
+    history = train_detector(full, data, cfg)
+    assert [e["pcb"] for e in history["epochs"]] == [False, True]  # M became ready only after epoch 1 began
+    return data, cfg, full.state_dict()
+
+
+@pytest.mark.parametrize("stop_after", [2, 3], ids=["mid-epoch-while-pcb-switches", "at-the-epoch-boundary"])
+def test_a_stopped_detector_resumes_to_the_uninterrupted_weights(uninterrupted_detector, tmp_path, monkeypatch,
+                                                                 stop_after):
+    """SIGTERM after `stop_after` steps: mid-epoch 1, after M became ready but with PCB off for that epoch
+    (decided at its start); or before epoch 2's first step (the resumed process pools its first batch then)."""
+    from training.core.resume import Interrupted
+    from training.detection.engine import train_detector
+
+    data, cfg, theirs = uninterrupted_detector
+    state = str(tmp_path / "stopped.pt")
+    stopped = _tiny_detector()
+    heads, steps = stopped.net.roi_heads, []
+    loss = heads.classification_loss
+
+    def counted(labels):
+        steps.append(1)
+        if len(steps) == stop_after:  # the loop sees the request before the next step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss(labels)
+    monkeypatch.setattr(heads, "classification_loss", counted)
+    with pytest.raises(Interrupted, match="--resume"):
+        train_detector(stopped, data, dataclasses.replace(cfg, out=state))
+    assert is_state_file(state) and heads.confusion.ready and heads.pcb_active == (stop_after == 3)
+    resumed = _tiny_detector()
+    train_detector(resumed, data, dataclasses.replace(cfg, out=state, resume=state))
+    ours = resumed.state_dict()
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)

@@ -28,8 +28,8 @@ DATASET_CHECKS: dict[str, Callable[[str | None], bool]] = {
 _DETECTION = {"train_ann", "val_ann", "images", "rfs", "warmup", "clip", "no_val", "min_size", "max_size", "masks",
               "pcb", "passes", "pcb_start", "detections_per_image", "candidates_per_class", "candidates", "loss_log"}
 _ON_GPU = {"amp", "channels_last", "sync_bn"}
-_ENGINE = _ON_GPU | {"save_every", "resume"}  # the shared stage-1 engine's (detection: on the CPU only)
-TASK_SETTINGS = {"detection": frozenset(_DETECTION | {"head", "save_every", "resume"}),
+_ENGINE = _ON_GPU | {"save_every", "resume"}  # the shared stage-1 engine's
+TASK_SETTINGS = {"detection": frozenset(_DETECTION | _ENGINE | {"head"}),
                  "segmentation": frozenset(_ENGINE),
                  "classification": frozenset(_ENGINE | {"shift", "head", "freeze_backbone", "resize_short",
                                                         "augment", "tau"})}

@@ -57,7 +57,9 @@ class LoopParts:
     sharded: bool = False  # the loader already gives each rank its share (its own sampler)
     find_unused: bool = False  # DDP: parameters a step may leave without gradient (detection's heads)
     resumable: bool = True  # Ctrl-C / SIGTERM write a resumable state (False: stop, nothing written)
-    on_epoch: Callable[[int], None] | None = None  # before each epoch
+    # before each epoch: (epoch, what was decided at its start when a run resumes mid-epoch, else None)
+    # → what it decided (kept in the resumable state, so a resumed epoch runs as it began)
+    on_epoch: Callable[[int, dict | None], dict | None] | None = None
     epoch_record: Callable[[int, float, float, float], dict] | None = None  # (epoch, loss sum, n, right) → log
     extra_history: Callable[[], dict] | None = None
 
@@ -89,26 +91,29 @@ class Stage1Run:
     def _loader_state(self) -> torch.Tensor | None:
         return self.loader.generator.get_state() if self.loader.generator is not None else None
 
-    def save(self, epoch: int, done: int, loader_at_epoch_start: torch.Tensor | None) -> None:
+    def save(self, epoch: int, done: int, loader_at_epoch_start: torch.Tensor | None,
+             decisions: dict | None = None) -> None:
         """Every rank's random state to rank 0, which writes the resumable state to --out."""
         ranks = gather(random_states(self.generators), self.world)
         if self.world.main:
             save_state(self.cfg.out, getattr(self.model, "arch", {}), self.model, self.opt, self.sched, self.scaler,
-                       TrainState(epoch, done, self.state.log, loader_at_epoch_start), ranks, as_record(self.cfg))
+                       TrainState(epoch, done, self.state.log, loader_at_epoch_start, decisions), ranks,
+                       as_record(self.cfg))
 
-    def stop_at(self, epoch: int, done: int, loader_at_epoch_start: torch.Tensor | None) -> None:
+    def stop_at(self, epoch: int, done: int, loader_at_epoch_start: torch.Tensor | None,
+                decisions: dict | None) -> None:
         """Ctrl-C or SIGTERM: write the resumable state (where the run resumes) and stop in one line."""
         where = f"stopped at epoch {epoch + 1}, iteration {done}"
         if not self.parts.resumable:
             raise Interrupted(f"{where}; nothing written")
-        self.save(epoch, done, loader_at_epoch_start)
+        self.save(epoch, done, loader_at_epoch_start, decisions)
         raise Interrupted(f"{where}; the state is in {self.cfg.out}: continue with --resume {self.cfg.out}")
 
     def epoch(self, epoch: int, stop: dict) -> tuple[float, float, float]:
         """One epoch (the rest of it after a mid-epoch resume); returns the summed loss, targets and right."""
         set_epoch(self.loader, epoch)
-        if self.parts.on_epoch:
-            self.parts.on_epoch(epoch)
+        decided, self.state.epoch_decisions = self.state.epoch_decisions, None
+        decisions = self.parts.on_epoch(epoch, decided if self.state.step else None) if self.parts.on_epoch else None
         if self.state.loader_at_epoch_start is not None:  # resumed: this epoch's order as it was first drawn
             self.loader.generator.set_state(self.state.loader_at_epoch_start)
             self.state.loader_at_epoch_start = None
@@ -123,7 +128,7 @@ class Stage1Run:
                 self.bad.add(batch[2])
             stopping, empty = reduce_sum([float(stop["stop"]), float(x is None or len(x) == 0)], self.world)
             if stopping:
-                self.stop_at(epoch, i, at_start)
+                self.stop_at(epoch, i, at_start, decisions)
             if empty:  # every image of some rank's batch was unreadable: every rank skips the step together
                 continue
             with self.place.autocast():

@@ -29,13 +29,14 @@ class NonFiniteLoss(LtDeployError):
 
 @dataclass
 class TrainState:
-    """Where a run stands: the next epoch and the iterations of it already done, the log so far, and the
-    loader's generator state at that epoch's start."""
+    """Where a run stands: the next epoch and the iterations of it already done, the log so far, the
+    loader's generator state at that epoch's start and what the task decided then (detection: PCB on)."""
 
     epoch: int = 0
     step: int = 0
     log: list = field(default_factory=list)
     loader_at_epoch_start: torch.Tensor | None = None
+    epoch_decisions: dict | None = None
 
 
 def random_states(generators: dict[str, torch.Generator]) -> dict[str, torch.Tensor]:
@@ -50,6 +51,7 @@ def save_state(path: str, arch: dict, model: torch.nn.Module, opt, sched, scaler
     payload = {"format": FORMAT, "arch": arch, "model": cpu_state(model), "optimizer": opt.state_dict(),
                "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "epoch": state.epoch,
                "step": state.step, "log": state.log, "loader_at_epoch_start": state.loader_at_epoch_start,
+               "epoch_decisions": state.epoch_decisions,
                "random": rank_states, "args": record}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -85,7 +87,8 @@ def load_state(path: str, model: torch.nn.Module, opt, sched, scaler, generators
     for name, gen in generators.items():
         gen.set_state(mine[name])
     torch.set_rng_state(mine["torch"])
-    return TrainState(payload["epoch"], payload["step"], payload["log"], payload["loader_at_epoch_start"])
+    return TrainState(payload["epoch"], payload["step"], payload["log"], payload["loader_at_epoch_start"],
+                      payload.get("epoch_decisions"))
 
 
 @contextmanager

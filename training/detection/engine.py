@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ltdeploy.detect import to_image
 from training.config import TrainConfig
 from training.core.bad_images import BadImage
+from training.core.device import Placement, module_device
 from training.core.distributed import init_distributed, reduce_sum
 from training.core.engine import LoopParts, train_epochs
 from training.core.transforms import AugmentedDetection, build_transforms
@@ -66,7 +67,8 @@ def make_det_loader(dataset: LVISDataset, cfg: TrainConfig, rank: int = 0,
     # the RPN's and RoI head's sampling use), so a resumed run draws what the uninterrupted one did
     workers = cfg.workers if len(dataset) >= WORKERS_FROM_IMAGES else 0
     loader = DataLoader(source, batch_sampler=batches, collate_fn=collate, num_workers=workers,
-                        generator=torch.Generator().manual_seed(cfg.seed))
+                        generator=torch.Generator().manual_seed(cfg.seed),
+                        pin_memory=Placement.from_config(cfg).pin_memory)
     return loader, sampler, source
 
 
@@ -91,13 +93,15 @@ def train_detector(model: LTDetector, dataset: LVISDataset, cfg: TrainConfig, st
     iters: list[float] = []
     sums: dict[str, float] = {}
 
-    def on_epoch(epoch: int) -> None:
+    def on_epoch(epoch: int, decided: dict | None) -> dict:
         sampler.set_epoch(epoch)
         if isinstance(source, RandomFlip):
             source.epoch = epoch
-        if heads.confusion is not None:
-            heads.pcb_active = epoch >= getattr(cfg, "pcb_start", 0) and heads.confusion.ready
+        if heads.confusion is not None:  # a run resumed mid-epoch keeps the epoch's decision, not today's M
+            heads.pcb_active = decided["pcb"] if decided else \
+                epoch >= getattr(cfg, "pcb_start", 0) and heads.confusion.ready
         sums.clear()
+        return {"pcb": bool(heads.pcb_active)}
 
     def step(net: torch.nn.Module, images: list, targets: list, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
         losses = net(images, targets)
@@ -156,12 +160,13 @@ def detect(model: LTDetector, dataset: LVISDataset, desc: str = "detect") -> lis
     padding changes the features near a smaller image's bottom and right edges.
     """
     model.eval()
+    device = module_device(model)  # where it trained
     results = []
     for i in tqdm(range(len(dataset)), desc=desc, unit="img", leave=False):
         image, target = dataset[i]
-        out = model([image])[0]
+        out = model([image.to(device)])[0]
         geo = dataset.preprocess.geometry(*target["orig_size"])
-        dets = to_image({k: v.numpy() for k, v in out.items()}, geo)
+        dets = to_image({k: v.float().cpu().numpy() for k, v in out.items()}, geo)
         results += to_coco_results(dets, target["image_id"], dataset.class_ids)
     return results
 
@@ -171,18 +176,19 @@ def gt_box_confusion(model: LTDetector, dataset: LVISDataset, batch_size: int = 
     """M (K x K): row y is the mean foreground probability over the split's ground-truth boxes of class y,
     each box given to the RoI head as its own proposal (rows of unseen classes stay zero)."""
     model.eval()
-    net = model.net
+    net, device = model.net, module_device(model)
     k = len(dataset.categories)
     sums, counts = np.zeros((k, k)), np.zeros(k)
     for start in range(0, len(dataset), batch_size):
         items = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        images, targets = net.transform([img for img, _ in items], [dict(t) for _, t in items])
+        images, targets = net.transform([img.to(device) for img, _ in items],
+                                        [{"boxes": t["boxes"].to(device), "labels": t["labels"]} for _, t in items])
         features = net.backbone(images.tensors)
         boxes = [t["boxes"] for t in targets]
         pooled = net.roi_heads.box_roi_pool(features, boxes, images.image_sizes)
         logits, _ = net.roi_heads.box_predictor(pooled)
-        probs = logits[:, 1:].softmax(1).numpy()
-        labels = torch.cat([t["labels"] for t in targets]).numpy() - 1
+        probs = logits[:, 1:].float().softmax(1).cpu().numpy()
+        labels = torch.cat([t["labels"] for t in targets]).cpu().numpy() - 1
         np.add.at(sums, labels, probs)
         counts += np.bincount(labels, minlength=k)
     return sums / np.maximum(counts, 1)[:, None]

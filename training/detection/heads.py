@@ -182,7 +182,7 @@ class LTRoIHeads(RoIHeads):
         logits = self.box_predictor.pass_logits
         if self.class_weight is not None:  # stage 2: G-RW, L = (1/N) sum_i w_{y_i} CE_i
             ce = F.cross_entropy(logits[-1], labels, reduction="none")
-            return (self.class_weight[labels] * ce).mean()
+            return (self.class_weight.to(ce.device)[labels] * ce).mean()
         pos = labels > 0
         if self.confusion is not None:  # every rank calls it, positives or not: it all-reduces
             self.confusion.update(logits[-1][pos, 1:], labels[pos] - 1)

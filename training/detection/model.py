@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections import OrderedDict
 
 import torch
@@ -13,6 +14,7 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d, MultiScaleRoIAlign
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+from torchvision.ops.poolers import initLevelMapper
 
 from ltdeploy.errors import ModelError
 from training.core.two_stage import TwoStageModel
@@ -22,6 +24,7 @@ from training.detection.heads import LTRoIHeads, RoIBoxBranch
 DET_BODIES = ("lite0_fpn", "mobilenet_v3_fpn", "resnet50_fpn")
 DETECTIONS_PER_IMAGE = 300  # LVIS evaluation
 SCORE_THRESHOLD = 1e-4
+STRIDE_PROBE = 256  # a square side every level's stride divides
 # Each body's default resize (short side, long side at most): torchvision's for ResNet-50-FPN (800 / 1333)
 # and for its 320-px MobileNetV3 detector; Lite0-FPN keeps det-lt's 128-px images as they are.
 DET_SIZES = {"lite0_fpn": (128, 128), "mobilenet_v3_fpn": (320, 640), "resnet50_fpn": (800, 1333),
@@ -151,7 +154,28 @@ def build_detector(body: str, num_classes: int, masks: bool = False, head: str =
         model = FasterRCNN(backbone, num_classes=None, **common)
     LTRoIHeads.adopt(model.roi_heads, num_classes + 1, pcb, cap=CandidateCap(candidates_per_class, candidates))
     model.transform = PreResized(1, 1, model.transform.image_mean, model.transform.image_std)
+    fix_roi_scales(model)
     return model
+
+
+@torch.no_grad()
+def fix_roi_scales(model: nn.Module) -> None:
+    """Give each RoI pooler its levels' true scales (1 / stride), measured once on a probe image.
+
+    torchvision's MultiScaleRoIAlign infers them from the first batch it pools and keeps them: a small or
+    odd-sized first image can round a level to the wrong scale, and a resumed run, an evaluation and an
+    export would each infer their own from whatever they saw first.
+    """
+    training = model.backbone.training
+    features = model.backbone.eval()(torch.zeros(1, 3, STRIDE_PROBE, STRIDE_PROBE))
+    model.backbone.train(training)
+    poolers = [model.roi_heads.box_roi_pool, getattr(model.roi_heads, "mask_roi_pool", None)]
+    for pooler in filter(None, poolers):
+        scales = [features[name].shape[-1] / STRIDE_PROBE for name in pooler.featmap_names if name in features]
+        pooler.scales = scales
+        pooler.map_levels = initLevelMapper(round(-math.log2(scales[0])), round(-math.log2(scales[-1])),
+                                            canonical_scale=pooler.canonical_scale,
+                                            canonical_level=pooler.canonical_level)
 
 
 class LTDetector(TwoStageModel):

@@ -64,6 +64,7 @@ def pcb_pass_loss(logits: torch.Tensor, labels: torch.Tensor, confusion: Confusi
 
     logits (N, K+1) with background at column 0 (torchvision's convention), labels (N,) in 0..K.
     """
+    logits = logits.float()  # autocast's bf16 / fp16 logits: the soft targets and their CE in fp32
     ce = F.cross_entropy(logits, labels, reduction="none")
     if confusion is None or a_r == 0:
         return ce.mean()
