@@ -41,3 +41,26 @@ def test_imagenet_lt_list_names_and_format(tmp_path):
     with pytest.raises(ValueError, match="expected 'relative/path label'"):
         read_split(str(tmp_path), "val")
     assert np.array_equal(s.class_counts(), [1, 0, 1])
+
+
+def test_a_small_set_keeps_its_decoded_images_and_a_large_one_streams(digits, monkeypatch):
+    import torch
+
+    from ltdeploy.image_io import read_image
+    from ltdeploy.preprocess import PreprocessConfig, preprocess_image
+    from training.classification.data import ListDataset, make_loader
+    from training.core import preload
+
+    split = read_split(str(digits), "train")
+    pre = PreprocessConfig(input_size=(32, 32), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3,
+                           std=(0.5,) * 3)
+    decoded = [read_image(p) for p in split.paths]
+    assert preload.decoded_bytes(split.paths, (1, 1)) == sum(im.size for im in decoded)  # from the headers
+    held = make_loader(split, pre, 16, shuffle=False).dataset
+    assert isinstance(held, preload.InMemory) and len(held) == len(split.paths)
+    rgb, label = held.items[3]  # the image as decoded, not the model's floats
+    assert rgb.dtype == np.uint8 and np.array_equal(rgb, decoded[3]) and label == split.labels[3]
+    x, y = held[3]  # mapped on fetch by the runtime's preprocessing
+    assert torch.equal(x, torch.from_numpy(preprocess_image(decoded[3], pre))) and y == label
+    monkeypatch.setattr(preload, "PRELOAD_LIMIT_BYTES", sum(im.size for im in decoded))  # one byte too few
+    assert isinstance(make_loader(split, pre, 16, shuffle=False).dataset, ListDataset)

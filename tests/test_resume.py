@@ -115,9 +115,10 @@ def test_a_streamed_batch_leaves_out_the_unreadable_image(digits, tmp_path, monk
     from ltdeploy.datasets.classification_sets import read_split
     from ltdeploy.preprocess import PreprocessConfig
     from training.classification import data as data_module
+    from training.core import preload
 
     data, _ = _with_a_corrupt_train_image(digits, tmp_path)
-    monkeypatch.setattr(data_module, "PRELOAD_LIMIT_BYTES", 0)  # stream, as a large set does
+    monkeypatch.setattr(preload, "PRELOAD_LIMIT_BYTES", 0)  # stream, as a large set does
     split = read_split(str(data), "train")
     pre = PreprocessConfig(input_size=(32, 32), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3, std=(0.5,) * 3)
     loader = data_module.make_loader(split, pre, 64,

@@ -14,7 +14,7 @@ import os
 from typing import Iterator
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 from ltdeploy.datasets.classification_sets import read_split, split_fingerprint
 from ltdeploy.datasets.lists import Split
@@ -25,6 +25,7 @@ from training.classification.model import LTClassifier
 from training.config import TrainConfig
 from training.core.device import module_device
 from training.core.loops import augment, extract_features
+from training.core.preload import InMemory
 
 
 class Stage2Data:
@@ -75,7 +76,7 @@ class Stage2Data:
     def features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Un-augmented training features (N, d) and labels, computed once."""
         if self._features is None:
-            streamed = not isinstance(self.images, TensorDataset)  # large sets decode in --workers processes
+            streamed = not isinstance(self.images, InMemory)  # large sets decode in --workers processes
             self._features, _ = self._disk_cache("train", lambda: extract_features(
                 self.model, DataLoader(self.images, batch_size=256, shuffle=False,
                                        num_workers=self.run.workers if streamed else 0), desc="cache features"))
@@ -106,7 +107,7 @@ class Stage2Data:
                 idx = order[i:i + bs]
                 yield feats[idx], labels[idx]
             return
-        small = isinstance(self.images, TensorDataset)
+        small = isinstance(self.images, InMemory)
         loader = DataLoader(self.images, batch_size=bs, sampler=order.tolist(),
                             num_workers=0 if small else self.run.workers)
         for x, y in loader:

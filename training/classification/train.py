@@ -12,7 +12,7 @@ from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy, long_
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from ltdeploy.preprocess import PreprocessConfig
 from training.classification.backbones import preprocess_defaults
-from training.classification.data import AugmentedListDataset, make_loader
+from training.classification.data import AugmentView, ListDataset, in_memory, make_loader, preload
 from training.classification.features import Stage2Data
 from training.classification.model import LTClassifier
 from training.config import Stage1Config, Stage2Config
@@ -82,7 +82,10 @@ def stage1(cfg: Stage1Config) -> int:
         loader = make_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                              skip_bad=True, desc="train")
     else:  # the recipe's augmentation replaces the built-in shift and flip
-        loader = streaming_loader(AugmentedListDataset(train, pre, transforms), cfg.batch_size, cfg.workers, cfg.seed)
+        view = AugmentView(pre, transforms)
+        images = preload(train, pre, "train", skip_bad=True, view=view) if in_memory(train, pre) else \
+            ListDataset(train, pre, skip_bad=True, view=view)
+        loader = streaming_loader(images, cfg.batch_size, cfg.workers, cfg.seed)
         cfg = dataclasses.replace(cfg, shift=0, hflip=False)
     history = train_stage1(model, loader, cfg)
     model.eval()

@@ -7,7 +7,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ltdeploy.datasets.seg_folders import IGNORE
@@ -16,6 +16,7 @@ from training.core.device import module_device
 from training.core.engine import train_epochs
 from training.core.grw import GRWLoss
 from training.core.loops import fit_on_features
+from training.core.preload import InMemory
 from training.segmentation.model import LTSegmenter, upsample
 
 FEATURE_CACHE_LIMIT_BYTES = 4 << 30  # decoder features of the training split kept in memory up to this
@@ -68,7 +69,7 @@ class SegStage2Data:
         if self._features is None:
             feats, labels = [], []
             with torch.no_grad():
-                streamed = not isinstance(self.loader.dataset, TensorDataset)  # large sets decode in workers
+                streamed = not isinstance(self.loader.dataset, InMemory)  # large sets decode in workers
                 for x, y in tqdm(DataLoader(self.loader.dataset, batch_size=32,
                                             num_workers=self.cfg.workers if streamed else 0), desc="cache features",
                                  unit="batch", leave=False):

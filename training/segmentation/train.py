@@ -20,7 +20,7 @@ from training.core.stage1 import finish_stage1
 from training.core.stage2 import Stage2Job, stage1_sha
 from training.core.transforms import build_transforms
 from training.segmentation.bodies import seg_preprocess_defaults
-from training.segmentation.data import AugmentedSegDataset, make_seg_loader
+from training.segmentation.data import AugmentSegView, make_seg_loader, seg_images
 from training.segmentation.engine import SegStage2Data, fit_seg_calibrator, train_seg_stage1
 from training.segmentation.evaluate import SEG_HEADER, format_seg_scores, seg_confusion
 from training.segmentation.model import LTSegmenter
@@ -60,7 +60,8 @@ def stage1(cfg: Stage1Config) -> int:
         loader = make_seg_loader(train, pre, cfg.batch_size, shuffle=True, workers=cfg.workers, seed=cfg.seed,
                                  desc="train", skip_bad=True)
     else:  # the recipe's augmentation replaces the built-in flip
-        loader = streaming_loader(AugmentedSegDataset(train, pre, transforms), cfg.batch_size, cfg.workers, cfg.seed)
+        images = seg_images(train, pre, "train", skip_bad=True, view=AugmentSegView(pre, transforms))
+        loader = streaming_loader(images, cfg.batch_size, cfg.workers, cfg.seed)
         cfg = dataclasses.replace(cfg, hflip=False)
     history = train_seg_stage1(model, loader, cfg)
     desc = ModelDescription(task="segmentation", class_names=train.class_names, class_counts=counts,
