@@ -1,4 +1,4 @@
-"""Classification post-processing: calibrated logits → probabilities → top-k."""
+"""Classification post-processing: calibrated logits → probabilities (or the graph's own) → top-k."""
 from __future__ import annotations
 
 import numpy as np
@@ -31,12 +31,14 @@ class Postprocess:
     def __init__(self, description: ModelDescription, options: PostOptions) -> None:
         self.description = description
         self.groups = description.groups
+        self.probabilities = bool(description.postprocess.get("probabilities"))
 
     def results(self, paths: list[str], loaded: list[Loaded], run: RunFn, k: int) -> list[Classification]:
         """Run the batch once and rank each image's classes."""
-        logits = run(np.stack([x for _, x in loaded]))[self.description.output_names[0]]
+        out = run(np.stack([x for _, x in loaded]))[self.description.output_names[0]]
         names = self.description.class_names
-        idx, probs = topk(softmax(logits), k)
+        # a graph that ends in its own Softmax (a calibrated foreign classifier) gives probabilities already
+        idx, probs = topk(out.astype(np.float64) if self.probabilities else softmax(out), k)
         return [Classification(p, [TopClass(int(i), names[i], float(q), self.groups[i])
                                    for i, q in zip(row_i, row_p)])
                 for p, row_i, row_p in zip(paths, idx, probs)]

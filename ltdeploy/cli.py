@@ -1,4 +1,4 @@
-"""The `ltdeploy` command line: predict, info, build, export-triton, quantize and val. Heavy imports stay inside
+"""The `ltdeploy` command line: predict, info, build, export-triton, quantize, val and calibrate. Heavy imports stay inside
 the commands."""
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ltdeploy.calibrate.command import calibrate
 from ltdeploy.errors import LtDeployError
 from ltdeploy.evaluation.command import val
 from ltdeploy.image_header import DEFAULT_MAX_PIXELS
@@ -235,6 +236,7 @@ def export_triton(engine: str, repo: str, name: str | None, max_batch: int, inst
 
 cli.add_command(quantize)
 cli.add_command(val)
+cli.add_command(calibrate)
 
 
 def main() -> None:

@@ -1,7 +1,9 @@
 """Reading ONNX graphs (the `onnx` package: the build and quantize extras) with one-line errors, and finding the
-feature extractor's compute nodes in an ltdeploy export."""
+feature extractor's compute nodes: what computes the feature tensors `ltdeploy calibrate` recorded in the
+description, or in an ltdeploy export, the nodes under its feature scopes."""
 from __future__ import annotations
 
+import json
 import os
 
 from ltdeploy.errors import EngineError
@@ -51,14 +53,40 @@ def tensor_types(model) -> dict[str, tuple[int, int]]:
     return types
 
 
+def recorded_features(model) -> list[str]:
+    """The feature tensors a calibrated foreign graph's description names (`calibration.feature_tensors`; none
+    in ltdeploy's own exports, whose feature extractor sits under FEATURE_SCOPES)."""
+    text = next((p.value for p in model.metadata_props if p.key == "ltdeploy"), "{}")
+    try:
+        calibration = json.loads(text).get("calibration", {})
+    except (ValueError, AttributeError):
+        return []
+    return list(calibration.get("feature_tensors", [])) if isinstance(calibration, dict) else []
+
+
+def ancestors(model, tensors: list[str]) -> set[str]:
+    """Names of the top-level nodes that `tensors` are computed from (their producers, and theirs)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    seen, stack = set(), list(tensors)
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None and node.name not in seen:
+            seen.add(node.name)
+            stack.extend(node.input)
+    return seen
+
+
 def feature_map_nodes(model, types: dict[str, tuple[int, int]],
                       scopes: tuple[str, ...] = FEATURE_SCOPES) -> set[str]:
     """Names of the feature extractor's top-level compute nodes that produce float feature maps: what runs in
-    fp16 (ltdeploy.gpu.fp16) or int8 (ltdeploy.quantize); shape arithmetic and everything outside `scopes`
-    stay as they are."""
+    fp16 (ltdeploy.gpu.fp16) or int8 (ltdeploy.quantize); shape arithmetic and everything else stay as they
+    are. The feature extractor is what computes the recorded feature tensors, else the nodes under `scopes`."""
+    features = recorded_features(model)
+    extractor = ancestors(model, features) if features else None
     chosen = set()
     for node in model.graph.node:
-        if node.op_type not in FEATURE_OPS or not any(s in node.name for s in scopes) or not node.output:
+        inside = node.name in extractor if extractor is not None else any(s in node.name for s in scopes)
+        if node.op_type not in FEATURE_OPS or not inside or not node.output:
             continue
         elem, rank = types.get(node.output[0], (0, -1))
         if elem == FLOAT and rank >= MIN_RANK:

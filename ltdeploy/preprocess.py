@@ -19,6 +19,7 @@ INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "b
 # stretch: straight to `input_size` (segmentation); fit: short side to `resize_short`, long side at most
 # `max_size`, aspect kept, no crop and no padding (detection: the output size follows the image).
 RESIZE_MODES = ("crop", "stretch", "fit")
+LAYOUTS = ("NCHW", "NHWC")
 FIT_MIN_SIDE = 16  # the smallest side a TensorRT profile of a fitted model takes (a panorama at 1333 / 80)
 
 
@@ -81,7 +82,8 @@ class PreprocessConfig:
 
     `resize` picks the geometry (see RESIZE_MODES); the result is scaled to [0, 1], then normalised per
     channel with `mean` / `std` in `color_order` order. For `fit`, `input_size` is the largest input the
-    model takes, (max_size, max_size); any smaller height and width occur.
+    model takes, (max_size, max_size); any smaller height and width occur. `layout` is the input's axis order:
+    NCHW (PyTorch's), or NHWC (Keras models through tf2onnx).
     """
 
     input_size: tuple[int, int]
@@ -92,6 +94,7 @@ class PreprocessConfig:
     color_order: str = "RGB"
     resize: str = ""  # "" → crop when resize_short > 0, else stretch
     max_size: int = 0
+    layout: str = "NCHW"
 
     def __post_init__(self) -> None:
         if not self.resize:
@@ -101,6 +104,8 @@ class PreprocessConfig:
         if self.interpolation not in INTERPOLATIONS:
             raise MetadataError(f"preprocess.interpolation is {self.interpolation!r}; expected one of "
                                 f"{', '.join(INTERPOLATIONS)}")
+        if self.layout not in LAYOUTS:
+            raise MetadataError(f"preprocess.layout is {self.layout!r}; expected {' or '.join(LAYOUTS)}")
         if self.color_order not in ("RGB", "BGR"):
             raise MetadataError(f"preprocess.color_order is {self.color_order!r}; expected RGB or BGR")
         h, w = self.input_size
@@ -152,8 +157,11 @@ class PreprocessConfig:
         return (FIT_MIN_SIDE, FIT_MIN_SIDE), (short, min(long, round(short * 4 / 3))), (long, long)
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict."""
-        return asdict(self)
+        """Plain JSON-ready dict (`layout` only where it is NHWC, so NCHW descriptions read as they always did)."""
+        out = asdict(self)
+        if self.layout == "NCHW":
+            del out["layout"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict, legacy: bool = False) -> "PreprocessConfig":
@@ -164,7 +172,7 @@ class PreprocessConfig:
             fields |= {"resize", "max_size"}
         if not isinstance(data, dict):
             raise MetadataError(f"preprocess must be an object, got {type(data).__name__}")
-        missing, unknown = fields - data.keys(), data.keys() - fields
+        missing, unknown = fields - data.keys(), data.keys() - fields - {"layout"}
         if missing or unknown:
             raise MetadataError(f"preprocess: missing {sorted(missing)}, unknown {sorted(unknown)}")
         try:
@@ -172,7 +180,7 @@ class PreprocessConfig:
                        resize_short=int(data["resize_short"]), interpolation=str(data["interpolation"]),
                        mean=tuple(float(v) for v in data["mean"]), std=tuple(float(v) for v in data["std"]),
                        color_order=str(data["color_order"]), resize=str(data.get("resize", "")),
-                       max_size=int(data.get("max_size", 0)))
+                       max_size=int(data.get("max_size", 0)), layout=str(data.get("layout", "NCHW")))
         except (TypeError, ValueError, IndexError) as exc:
             raise MetadataError(f"preprocess is malformed: {exc}") from None
 
@@ -187,8 +195,9 @@ def resize_to(rgb: np.ndarray, geo: Geometry, cfg: PreprocessConfig) -> np.ndarr
 
 def preprocess_image(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """Map an RGB uint8 image (H, W, 3) to a float32 tensor (3, h, w): (input_h, input_w) for crop and
-    stretch, the fitted size for fit."""
-    return normalize(resize_to(rgb, cfg.geometry(*rgb.shape[:2]), cfg), cfg)
+    stretch, the fitted size for fit; (h, w, 3) for an NHWC model."""
+    x = normalize(resize_to(rgb, cfg.geometry(*rgb.shape[:2]), cfg), cfg)
+    return np.ascontiguousarray(x.transpose(1, 2, 0)) if cfg.layout == "NHWC" else x
 
 
 def normalize(rgb: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -206,5 +215,6 @@ def preprocess_batch(images: list[np.ndarray], cfg: PreprocessConfig) -> np.ndar
     """Stack preprocessed images into a float32 batch (N, 3, H, W) (crop and stretch: one size for all)."""
     if cfg.resize == "fit":
         raise ValueError("fitted images differ in size: preprocess them one at a time")
-    return np.stack([preprocess_image(im, cfg) for im in images]) if images else \
-        np.zeros((0, 3, *cfg.input_size), np.float32)
+    if not images:
+        return np.zeros((0, *cfg.input_size, 3) if cfg.layout == "NHWC" else (0, 3, *cfg.input_size), np.float32)
+    return np.stack([preprocess_image(im, cfg) for im in images])

@@ -4,9 +4,10 @@ import shutil
 import pytest
 from click.testing import CliRunner
 
+from ltdeploy.calibrate.auto import AUTO_ORDER, AUTO_RHO
 from ltdeploy.cli import cli
 from training.checkpoints import read_checkpoint
-from training.core.methods import AUTO_ORDER, AUTO_RHO, METHODS
+from training.core.methods import METHODS
 from training.train import main as train
 
 

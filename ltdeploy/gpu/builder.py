@@ -70,28 +70,37 @@ def _read_onnx(path: str) -> tuple[ModelDescription, bool]:
     return description, any(n.op_type == "QuantizeLinear" for n in model.graph.node)
 
 
-def _profiles(builder, config, network, ranges: list[BatchRange],
-              sizes: tuple[tuple[int, int], ...]) -> list[dict[str, list[list[int]]]]:
-    """One optimization profile per batch range. Dynamic height / width take the (smallest, typical, largest)
-    sizes ltdeploy's preprocessing feeds: one size for classification and segmentation, the fitted range
-    (a strip, a 4:3 photo, the max_size square) for detection."""
+def _shape(dims: list[int], batch: int, spatial: tuple[int, int], size: tuple[int, int]) -> list[int]:
+    """An input's shape with this batch and, where dynamic, this (height, width) on the spatial axes."""
+    out = [batch, *dims[1:]]
+    if len(out) == 4:
+        for axis, s in zip(spatial, size):
+            out[axis] = out[axis] if out[axis] > 0 else s
+    return out
+
+
+def _profiles(builder, config, network, ranges: list[BatchRange], sizes: tuple[tuple[int, int], ...],
+              layout: str = "NCHW") -> list[dict[str, list[list[int]]]]:
+    """One optimization profile per batch range. Dynamic height / width (axes 2, 3; NHWC: 1, 2) take the
+    (smallest, typical, largest) sizes ltdeploy's preprocessing feeds: one size for classification and
+    segmentation, the fitted range (a strip, a 4:3 photo, the max_size square) for detection."""
     inputs = [network.get_input(i) for i in range(network.num_inputs)]
     dynamic = [t for t in inputs if any(d < 0 for d in t.shape)]
     if not dynamic:
         return [{t.name: [list(t.shape)] * 3 for t in inputs}]
+    spatial = (1, 2) if layout == "NHWC" else (2, 3)
     recorded = []
     for r in ranges:
         profile = builder.create_optimization_profile()
         shapes = {}
         for t in dynamic:
             dims = list(t.shape)
-            free = (0, 2, 3) if len(dims) == 4 else (0,)
+            free = (0, *spatial) if len(dims) == 4 else (0,)
             if any(d < 0 and i not in free for i, d in enumerate(dims)):
                 raise EngineError(f"input {t.name!r} has shape {list(t.shape)}: only the batch, height and width "
                                   "may be dynamic")
             batches = (r.min, r.opt, r.max) if dims[0] < 0 else (dims[0],) * 3
-            lo, opt, hi = ([b, *dims[1:2], *(d if d > 0 else s for d, s in zip(dims[2:], size))]
-                           for b, size in zip(batches, sizes))
+            lo, opt, hi = (_shape(dims, b, spatial, size) for b, size in zip(batches, sizes))
             shapes[t.name] = [lo, opt, hi]
             try:
                 profile.set_shape(t.name, lo, opt, hi)
@@ -158,7 +167,8 @@ def build_plan(onnx_path: str, plan_path: str, fp16: bool = False, ranges: list[
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
         config.clear_flag(trt.BuilderFlag.TF32)
-        profiles = _profiles(builder, config, network, ranges, description.preprocess.shape_range())
+        profiles = _profiles(builder, config, network, ranges, description.preprocess.shape_range(),
+                             description.preprocess.layout)
         tensors = _tensor_specs(trt, network)
         serialized = builder.build_serialized_network(network, config)
         if serialized is None:

@@ -1,7 +1,8 @@
 """fp16 ONNX for TensorRT 11 (which has no FP16 builder flag: precision must be in the graph).
 
 Only the feature extractor runs in fp16: top-level compute nodes (convolutions, normalisation,
-activations, pooling, elementwise) under `/backbone/` or `/body/` whose output is a feature map. The
+activations, pooling, elementwise) under `/backbone/` or `/body/` (in a graph `ltdeploy calibrate` wrote: the
+nodes computing its recorded feature tensors) whose output is a feature map. The
 calibrated head, sigmoid / softmax, box decoding, NMS, every subgraph and all shape arithmetic stay
 fp32, so DisAlign's confidence and per-class scale keep their precision and rare-class scores are not
 rounded into ties. Casts are inserted once per tensor where the two regions meet.
@@ -52,7 +53,8 @@ def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
     graph = model.graph
     half = feature_map_nodes(model, types, scopes)
     if not half:
-        raise EngineError(f"no feature-map node under {' or '.join(scopes)}; nothing to run in fp16")
+        raise EngineError(f"no feature-map node under {' or '.join(scopes)} or computing the recorded feature tensors; "
+                          "nothing to run in fp16")
     is_float = {n for n, (e, _) in types.items() if e == FLOAT}
     inits = {i.name: i for i in graph.initializer}
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}

@@ -7,7 +7,8 @@ quantization (`tensorrt`) signed int8 with zero point 0, the only form TensorRT 
 through ONNX Runtime's basic graph optimisations (batch norms and the TF-style "same" padding folded into the
 convolutions, as its `quant_pre_process` does), so no float Pad or BatchNormalization sits between two int8
 convolutions. Only the feature extractor is quantized (`scope` "features": nodes under `/backbone/` or `/body/`,
-the scopes the fp16 conversion uses); the classifier, the folded calibration (its sigmoid and per-class scale
+or in a graph `ltdeploy calibrate` wrote, the nodes computing its recorded feature tensors; as the fp16
+conversion does); the classifier, the folded calibration (its sigmoid and per-class scale
 and shift), softmax and the detector's RPN and RoI heads, box decoding and NMS stay float. docs/int8.md has the
 measurements behind that choice; `scope` "all" (everything the tool can quantize) is there to compare.
 """
@@ -59,7 +60,8 @@ def quantized_nodes(model, scope: str) -> list[str] | None:
         return None
     chosen = feature_map_nodes(model, tensor_types(model))
     if not chosen:
-        raise EngineError(f"no feature-map node under {' or '.join(FEATURE_SCOPES)}: nothing to quantize with "
+        raise EngineError(f"no feature-map node under {' or '.join(FEATURE_SCOPES)} or computing the recorded feature "
+                          f"tensors: nothing to quantize with "
                           f"scope {scope!r} (try --scope all)")
     return [n.name for n in model.graph.node if n.name in chosen]
 

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltdeploy.calibrate.grw import log_prior
 from training.core.folded import EPS, FoldedHead, fold_plain, head_weights
 
 
@@ -140,8 +141,7 @@ class LogitAdjust(nn.Module):
     @torch.no_grad()
     def set_prior(self, counts: list[int], tau: float) -> None:
         """adjust = -tau * log(n_c / sum n); classes with no images count as one."""
-        n = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1)
-        self.adjust.copy_((-tau * torch.log(n / n.sum())).float())
+        self.adjust.copy_(torch.from_numpy((-tau * log_prior(counts)).astype("float32")))
 
     def forward(self, feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Shifted stage-1 logits."""

@@ -5,17 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltdeploy.calibrate.grw import grw_weights as numpy_grw_weights
+
 
 def grw_weights(counts: list[int] | torch.Tensor, rho: float) -> torch.Tensor:
-    """w_c = K * (1/r_c)^rho / sum_k (1/r_k)^rho with r_c = n_c / sum n: mean weight 1.
-
-    rho = 0 is instance-balanced (all ones), rho = 1 class-balanced. Classes with no images get the
-    weight of a class with one image (they never occur in the loss anyway).
-    """
-    n = torch.as_tensor(counts, dtype=torch.float64).clamp_min(1)
-    r = n / n.sum()
-    w = r.pow(-rho)
-    return (w * len(w) / w.sum()).float()
+    """ltdeploy.calibrate.grw's weights as a tensor (mean weight 1; rho 0 instance-, 1 class-balanced)."""
+    return torch.from_numpy(numpy_grw_weights(torch.as_tensor(counts).tolist(), rho))
 
 
 class GRWLoss(nn.Module):

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ltdeploy.calibrate.auto import classification_candidates as auto_candidates
 from training.config import TrainConfig
 from training.core.baselines import LWS, NCM, LogitAdjust, RetrainedClassifier, TauNorm
 from training.core.calibration import DisAlign, PixelDisAlign
@@ -112,16 +113,9 @@ METHODS: dict[str, Stage2Method] = {
 CLASSIFICATION_BUILDERS: dict[str, Callable[[int, int], nn.Module]] = {k: m.build for k, m in METHODS.items()}
 TRAINED = {"disalign", "disalign-magnitude", "disalign-margin", "grw-classifier", "crt", "lws"}
 
-# --method auto's candidates, cheapest graph first: the first five fold into the plain linear head, NCM adds
-# a normalisation, the DisAlign variants the confidence branch sigma(x); DisAlign itself at several rho.
-AUTO_ORDER = ("logit-adjust", "tau-norm", "lws", "crt", "grw-classifier", "ncm", "disalign-margin",
-              "disalign-magnitude")
-AUTO_RHO = (0.8, 1.0, 1.2, 1.5, 2.0)
-
-
 def classification_candidates(cfg: TrainConfig) -> list[tuple[str, dict]]:
-    """Every registered classification method, then DisAlign at each of AUTO_RHO."""
-    return [(m, {}) for m in AUTO_ORDER] + [("disalign", {"rho": r}) for r in AUTO_RHO]
+    """--method auto's classification candidates (ltdeploy.calibrate.auto: the ones `ltdeploy calibrate` tries)."""
+    return auto_candidates()
 
 
 def rho_candidates(grid: tuple[float, ...], settings: tuple[dict, ...] = ({},)

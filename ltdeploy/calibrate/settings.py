@@ -1,0 +1,22 @@
+"""What `ltdeploy calibrate` can fit and with which settings (kept apart from the fits, so the command line
+loads without numpy's fitting code)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+METHODS = ("disalign", "disalign-magnitude", "disalign-margin", "logit-adjust", "tau-norm", "lws", "crt",
+           "grw-classifier", "ncm")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Stage 2's settings (the command line's, with train.py stage2's classification defaults)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.1
+    wd: float = 5e-4
+    rho: float = 1.2
+    tau: float = 1.0
+    min_steps: int = 1000
+    seed: int = 0
