@@ -59,6 +59,36 @@ def digits(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shapes_folders(tmp_path_factory) -> str:
+    """shapes-lt (8 classes, imbalance 20) as an ImageFolder tree (train / val / test class folders)."""
+    from training.make_data import main
+    out = str(tmp_path_factory.mktemp("byo") / "shapes-folders")
+    assert main(["shapes-lt", "--out", out, "--classes", "8", "--n-max", "40", "--imbalance", "20",
+                 "--val-images", "10", "--layout", "imagefolder"]) == 0
+    return out
+
+
+def train_plainly(model, folders: str, epochs: int = 3, size: int = 32, lr: float = 0.05):
+    """Train `model` on the folders' train split as a user does outside ltdeploy: torchvision's ImageFolder and
+    transforms, SGD, plain cross-entropy. Returns the model in eval mode."""
+    import torch
+    from torchvision import datasets
+    from torchvision import transforms as T
+
+    torch.manual_seed(0)
+    tf = T.Compose([T.Resize((size, size)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
+    ds = datasets.ImageFolder(os.path.join(folders, "train"), tf)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    model.train()
+    for _ in range(epochs):
+        for x, y in torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
 def models(digits, tmp_path_factory) -> dict[str, Path]:
     """A 3-epoch stage-1 model, its DisAlign calibration, and folded / naive / stage-1 ONNX exports."""
     from export.to_onnx import main as export

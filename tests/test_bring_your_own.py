@@ -10,20 +10,16 @@ import pytest
 import torch
 
 from ltdeploy.datasets.classification_sets import read_split
-from tests.conftest import PY, ltdeploy_cli, run
-from training.make_data import main as make_data
+from tests.conftest import PY, ltdeploy_cli, run, train_plainly
 from training.train import main as train
 
 CLASSES = 8
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory) -> str:
+def folders(shapes_folders) -> str:
     """shapes-lt (8 classes, imbalance 20) as an ImageFolder tree."""
-    out = str(tmp_path_factory.mktemp("byo") / "shapes-folders")
-    assert make_data(["shapes-lt", "--out", out, "--classes", str(CLASSES), "--n-max", "40", "--imbalance", "20",
-                      "--val-images", "10", "--layout", "imagefolder"]) == 0
-    return out
+    return shapes_folders
 
 
 def _external_eval(model: torch.nn.Module, data: str, size: int = 32) -> float:
@@ -45,21 +41,12 @@ def external(folders, tmp_path_factory) -> dict:
     """A timm model trained a few steps outside ltdeploy, with plain PyTorch, saved as a bare state dict."""
     import timm
     from torchvision import datasets
-    from torchvision import transforms as T
 
-    torch.manual_seed(0)
-    tf = T.Compose([T.Resize((32, 32)), T.ToTensor(), T.Normalize([0.5] * 3, [0.5] * 3)])
-    ds = datasets.ImageFolder(os.path.join(folders, "train"), tf)
-    model = timm.create_model("resnet10t", num_classes=len(ds.classes))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-    for _ in range(3):
-        for x, y in torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
+    classes = datasets.ImageFolder(os.path.join(folders, "train")).classes
+    model = train_plainly(timm.create_model("resnet10t", num_classes=len(classes)), folders)
     path = str(tmp_path_factory.mktemp("ext") / "resnet10t.pth")
     torch.save(model.state_dict(), path)
-    return {"weights": path, "top1": _external_eval(model, folders), "classes": ds.classes}
+    return {"weights": path, "top1": _external_eval(model, folders), "classes": classes}
 
 
 def test_image_folder_reads_like_torchvision(folders):
