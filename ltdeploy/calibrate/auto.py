@@ -10,13 +10,20 @@ import math
 AUTO_ORDER = ("logit-adjust", "tau-norm", "lws", "crt", "grw-classifier", "ncm", "disalign-margin",
               "disalign-magnitude")
 AUTO_RHO = (0.8, 1.0, 1.2, 1.5, 2.0)
-# the val record's score each `--select` reads (classification)
+# the val record's score each `--select` reads
 CLASSIFICATION_SELECT = {"top1": "top1", "few": "few", "medium": "medium", "many": "many"}
+SEGMENTATION_SELECT = {"miou": "mIoU", "tail": "tail_mIoU"}
+SEGMENTATION_RHO = (0.3, 0.6, 1.0)  # segmentation's candidates: DisAlign at each rho (pixel-count G-RW)
 
 
 def classification_candidates() -> list[tuple[str, dict]]:
     """Every classification method in AUTO_ORDER, then DisAlign at each of AUTO_RHO: (method, settings)."""
     return [(m, {}) for m in AUTO_ORDER] + [("disalign", {"rho": r}) for r in AUTO_RHO]
+
+
+def segmentation_candidates() -> list[tuple[str, dict]]:
+    """DisAlign at each of SEGMENTATION_RHO."""
+    return [("disalign", {"rho": r}) for r in SEGMENTATION_RHO]
 
 
 def candidate_label(method: str, overrides: dict) -> str:

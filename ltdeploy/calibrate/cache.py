@@ -61,3 +61,39 @@ def cache_split(session, head: Head, paths: list[str], labels: np.ndarray, pre: 
             zs.append(out[-1].reshape(len(kept), -1).astype(np.float32))
             ys.append(labels[kept])
     return Cached(np.concatenate(xs), np.concatenate(zs), np.concatenate(ys), skipped)
+
+
+def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np.ndarray, per_image: int,
+                 seed: int, desc: str, skip_bad: bool = False) -> Cached:
+    """Per-pixel features and logits of a segmentation split at the classifier's own resolution: each label map
+    resized (nearest) to the model input, then to the logits' size, and `per_image` labelled pixels drawn from it
+    (seeded), so that no split's feature maps are ever held whole."""
+    import cv2
+
+    from ltdeploy.datasets.seg_folders import IGNORE
+
+    input_name = session.get_inputs()[0].name
+    names = [*head.features, head.logits]
+    rng = np.random.default_rng(seed)
+    lookup = np.full(256, IGNORE, np.int64)
+    lookup[:len(to_model)] = to_model
+    xs, zs, ys, skipped = [], [], [], 0
+    for i in tqdm(range(len(split.images)), desc=desc, unit="img", leave=False):
+        try:
+            x = preprocess_image(read_image(split.images[i]), pre)[None]
+        except ImageError:
+            if not skip_bad:
+                raise
+            skipped += 1
+            continue
+        out = session.run(names, {input_name: x})
+        k, h, w = out[-1].shape[1:]
+        labels = cv2.resize(split.read_labels(i), pre.input_size[::-1], interpolation=cv2.INTER_NEAREST)
+        labels = lookup[cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)].reshape(-1)
+        valid = np.flatnonzero(labels != IGNORE)
+        take = valid if len(valid) <= per_image else rng.choice(valid, per_image, replace=False)
+        xs.append(np.concatenate([f[0].reshape(f.shape[1], -1)[:, take].T for f in out[:-1]], 1))
+        zs.append(out[-1][0].reshape(k, -1)[:, take].T)
+        ys.append(labels[take])
+    return Cached(np.concatenate(xs).astype(np.float32), np.concatenate(zs).astype(np.float32), np.concatenate(ys),
+                  skipped)

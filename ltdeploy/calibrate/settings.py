@@ -10,13 +10,13 @@ METHODS = ("disalign", "disalign-magnitude", "disalign-margin", "logit-adjust", 
 
 @dataclass(frozen=True)
 class FitSettings:
-    """Stage 2's settings (the command line's, with train.py stage2's classification defaults)."""
+    """Stage 2's settings (the command line's, with train.py stage2's defaults; a batch of 0 takes the task's)."""
 
     epochs: int = 10
     batch_size: int = 64
     lr: float = 0.1
     wd: float = 5e-4
-    rho: float = 1.2
+    rho: float | None = 1.2  # None: the task's (classification 1.2, segmentation 0.3)
     tau: float = 1.0
     min_steps: int = 1000
     seed: int = 0

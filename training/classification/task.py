@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ltdeploy.calibrate.auto import CLASSIFICATION_SELECT
 from ltdeploy.datasets.classification_sets import read_split
 from training.classification import train
 from training.classification.backbones import BACKBONES, SPEC_PREFIXES
@@ -43,5 +44,5 @@ TASK = Task(name="classification", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, 
             methods=CLASSIFICATION_BUILDERS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, eval_split="test",
             synthetic=SYNTHETIC, auto_candidates=classification_candidates,
-            auto_select={"top1": "top1", "few": "few", "medium": "medium", "many": "many"},
+            auto_select=CLASSIFICATION_SELECT,
             spec_prefixes=SPEC_PREFIXES, import_model=import_model)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ltdeploy.calibrate.auto import SEGMENTATION_RHO, SEGMENTATION_SELECT
 from ltdeploy.datasets.seg_folders import read_seg_split
 from training.config import TaskDefaults
 from training.core.methods import SEG_METHODS, rho_candidates
@@ -40,5 +41,5 @@ TASK = Task(name="segmentation", defaults=TaskDefaults(64, 0.1, 5e-4, 30, 10, rh
             methods=SEG_METHODS, build_model=_build, stage1=train.stage1,
             stage2_job=train.stage2_job, report=report, export_images=_export_images, dense=True,
             synthetic={"seg-lt": SyntheticSet(_make, _describe, {"ade20k": write_ade20k_layout})},
-            auto_candidates=rho_candidates((0.3, 0.6, 1.0)), auto_select={"miou": "mIoU", "tail": "tail_mIoU"},
+            auto_candidates=rho_candidates(SEGMENTATION_RHO), auto_select=SEGMENTATION_SELECT,
             spec_prefixes=SPEC_PREFIXES, import_model=import_model)

@@ -1,0 +1,111 @@
+"""What differs between calibrating a classifier and a segmenter: the data, the class counts and groups, how a
+split's features are cached, auto's candidates and scores, and what the description adds."""
+from __future__ import annotations
+
+import numpy as np
+
+from ltdeploy.calibrate.auto import (
+    CLASSIFICATION_SELECT,
+    SEGMENTATION_SELECT,
+    classification_candidates,
+    segmentation_candidates,
+)
+from ltdeploy.errors import DatasetError, LtDeployError
+from ltdeploy.metadata import ModelDescription, default_group_thresholds, share_thresholds
+
+
+class ClassificationJob:
+    """A classifier: images with one label each; many / medium / few by training images."""
+
+    task = "classification"
+    select = CLASSIFICATION_SELECT
+    default_rho, default_fit_batch = 1.2, 64
+
+    def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
+        from ltdeploy.calibrate.data import class_order, classification_splits
+
+        self.train, self.val = classification_splits(data)
+        self.names, self.to_model = class_order(self.train.class_names, num_classes, classes, existing)
+        self.counts = np.bincount(self.to_model[self.train.labels], minlength=len(self.names)).tolist()
+        self.thresholds = default_group_thresholds(self.counts)
+        self.class_ids: list[int] = []
+
+    def candidates(self) -> list[tuple[str, dict]]:
+        """auto's candidates (train.py stage2 --method auto's)."""
+        return classification_candidates()
+
+    def cache(self, session, head, pre, split: str, settings, batch: int, per_image: int):
+        """A split's features, logits and labels."""
+        from ltdeploy.calibrate.cache import cache_split
+
+        s = self.train if split == "train" else self.val
+        return cache_split(session, head, s.paths, self.to_model[s.labels], pre, batch, f"{split} features",
+                           skip_bad=split == "train")
+
+    def val_record(self, cal, val) -> dict:
+        """Long-tail top-1 on val (overall, many, medium, few)."""
+        from ltdeploy.calibrate.fit import val_record
+
+        return val_record(cal, val, self.counts, self.thresholds)
+
+    def val_paths(self) -> list[str]:
+        """The val images, in order."""
+        return list(self.val.paths)
+
+
+class SegmentationJob:
+    """A segmenter: label maps; head / body / tail by training pixel share; pixels sampled per image."""
+
+    task = "segmentation"
+    select = SEGMENTATION_SELECT
+    default_rho, default_fit_batch = 0.3, 1024
+
+    def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
+        from ltdeploy.calibrate.data import class_order
+        from ltdeploy.datasets.seg_folders import is_seg_dataset, pixel_counts, read_seg_split
+
+        if not is_seg_dataset(data):
+            raise DatasetError(f"{data}: not a segmentation dataset (images/ and annotations/ with train and val "
+                               "splits)")
+        self.train, self.val = read_seg_split(data, "train"), read_seg_split(data, "val")
+        self.names, self.to_model = class_order(self.train.class_names, num_classes, classes, existing)
+        counts = np.zeros(len(self.names), np.int64)
+        counts[self.to_model] = pixel_counts(self.train)
+        self.counts = counts.tolist()
+        self.thresholds = share_thresholds(self.counts)
+        ids = np.zeros(len(self.names), np.int64)
+        ids[self.to_model] = self.train.class_ids or range(len(self.names))
+        self.class_ids = ids.tolist()
+
+    def candidates(self) -> list[tuple[str, dict]]:
+        """auto's candidates: DisAlign at each of segmentation's rho values."""
+        return segmentation_candidates()
+
+    def cache(self, session, head, pre, split: str, settings, batch: int, per_image: int):
+        """A split's sampled pixels: features, logits and labels."""
+        from ltdeploy.calibrate.cache import cache_pixels
+
+        if pre.resize != "stretch":
+            raise LtDeployError("a segmenter's preprocessing resizes straight to the input size: --resize-short 0")
+        s = self.train if split == "train" else self.val
+        return cache_pixels(session, head, s, pre, self.to_model, per_image, settings.seed + (split == "val"),
+                            f"{split} pixels", skip_bad=split == "train")
+
+    def val_record(self, cal, val) -> dict:
+        """mIoU (and head / body / tail mIoU) over val's sampled pixels."""
+        from ltdeploy.evaluation.seg_scores import ConfusionAccumulator, segmentation_scores, share_groups
+
+        x, z, y = val
+        acc = ConfusionAccumulator(len(self.names))
+        acc.update(cal.apply(x, z).argmax(1), y)
+        return segmentation_scores(acc.matrix, share_groups(self.counts))
+
+    def val_paths(self) -> list[str]:
+        """The val images, in order."""
+        return list(self.val.images)
+
+
+def job_for(task: str, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None):
+    """The job of the head's task."""
+    return (ClassificationJob if task == "classification" else SegmentationJob)(data, num_classes, classes,
+                                                                                existing)
