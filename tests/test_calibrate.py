@@ -283,3 +283,79 @@ def test_the_calibrated_graph_goes_through_every_command(exported, shapes_folder
     assert int8_top1 > fp32_top1 - 0.05, (fp32_top1, int8_top1)
     r = ltdeploy_cli("export-triton", "--engine", str(out), "--repo", str(tmp_path / "repo"))
     assert r.returncode == 0 and (tmp_path / "repo").is_dir(), r.stderr[-2000:]
+
+
+class _Out(torch.nn.Module):
+    """torchvision's segmenters return a dict; an export takes its "out"."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)["out"]
+
+
+def _trained_segmenter(name: str, data: str) -> torch.nn.Module:
+    """A torchvision segmenter with a random backbone whose final 1x1 convolution(s) were fitted with plain
+    cross-entropy on the long-tailed training pixels (a linear probe: quick, and biased to the head classes)."""
+    from torchvision.models.segmentation import fcn_resnet50, lraspp_mobilenet_v3_large
+
+    from ltdeploy.datasets.seg_folders import IGNORE, read_seg_split
+    from ltdeploy.image_io import read_image
+    from ltdeploy.preprocess import PreprocessConfig, preprocess_image
+
+    torch.manual_seed(0)
+    build = fcn_resnet50 if name == "fcn" else lraspp_mobilenet_v3_large
+    model = build(weights=None, weights_backbone=None, num_classes=SEG_K).eval()
+    pre = PreprocessConfig(input_size=(64, 64), resize_short=0, interpolation="bilinear", mean=(0.5,) * 3,
+                           std=(0.5,) * 3)
+    split = read_seg_split(data, "train")
+    x = torch.from_numpy(np.stack([preprocess_image(read_image(p), pre) for p in split.images]))
+    y = torch.from_numpy(np.stack([split.read_labels(i) for i in range(len(split.images))]).astype(np.int64))
+    heads = [model.classifier[4]] if name == "fcn" else [model.classifier.low_classifier,
+                                                          model.classifier.high_classifier]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for h in heads for p in h.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    if name == "fcn":  # the frozen part once: the head's input
+        with torch.no_grad():
+            feats = torch.nn.Sequential(*list(model.classifier)[:4])(model.backbone(x)["out"])
+        forward = lambda: torch.nn.functional.interpolate(heads[0](feats), size=(64, 64), mode="bilinear")  # noqa: E731
+    else:
+        forward = lambda: model(x)["out"]  # noqa: E731
+    opt = torch.optim.Adam(params, lr=0.01)
+    for _ in range(40):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(forward(), y, ignore_index=IGNORE).backward()
+        opt.step()
+    return _Out(model.eval())
+
+
+SEG_K = 8
+
+
+@pytest.mark.parametrize("name", ["fcn", "lraspp"])
+def test_a_torchvision_segmenter_is_calibrated_per_pixel_in_its_own_graph(name, tmp_path):
+    from training.segmentation.synthetic import make_seg_lt
+
+    data = tmp_path / "seg-lt"
+    make_seg_lt(str(data), num_classes=SEG_K, n_train=16, n_val=4, imbalance=20)
+    model = tmp_path / f"{name}.onnx"
+    torch.onnx.export(_trained_segmenter(name, str(data)), (torch.zeros(1, 3, 64, 64),), str(model),
+                      input_names=["image"], output_names=["out"], dynamic_axes={"image": {0: "n"}, "out": {0: "n"}},
+                      dynamo=False)
+    out = tmp_path / f"{name}.calibrated.onnx"
+    r = ltdeploy_cli("calibrate", str(model), "--data", str(data), "-o", str(out), "--method", "auto",
+                     "--min-steps", "200", *[a if a != "32" else "64" for a in PRE])
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert float(r.stdout.split("max |ONNX Runtime - numpy| ")[1].split(";")[0]) < 1e-4
+    assert _io(str(out)) == _io(str(model))
+    desc = json.loads(next(p.value for p in onnx.load(str(out)).metadata_props if p.key == "ltdeploy"))
+    assert desc["task"] == "segmentation" and desc["calibration"]["method"] == "disalign"
+    assert len(desc["calibration"]["feature_tensors"]) == (2 if name == "lraspp" else 1)  # LR-ASPP's two convs
+    assert desc["calibration"]["auto"]["candidates"] == 3
+    scores = _val_report(str(out), str(data), tmp_path, split="val")
+    assert 0 < scores["mIoU"] <= 1
