@@ -7,6 +7,7 @@ import json
 import os
 
 from ltdeploy.errors import EngineError
+from ltdeploy.metadata import METADATA_KEY
 
 FEATURE_SCOPES = ("/backbone/", "/body/")  # where an ltdeploy export puts its feature extractor
 # Ops whose float inputs all share one type T, so converting every float input of the node is valid.
@@ -56,7 +57,7 @@ def tensor_types(model) -> dict[str, tuple[int, int]]:
 def recorded_features(model) -> list[str]:
     """The feature tensors a calibrated foreign graph's description names (`calibration.feature_tensors`; none
     in ltdeploy's own exports, whose feature extractor sits under FEATURE_SCOPES)."""
-    text = next((p.value for p in model.metadata_props if p.key == "ltdeploy"), "{}")
+    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), "{}")
     try:
         calibration = json.loads(text).get("calibration", {})
     except (ValueError, AttributeError):
@@ -92,3 +93,20 @@ def feature_map_nodes(model, types: dict[str, tuple[int, int]],
         if elem == FLOAT and rank >= MIN_RANK:
             chosen.add(node.name)
     return chosen
+
+
+def set_description(model, desc) -> None:
+    """Put `desc` (a ModelDescription) into the model's metadata under ltdeploy's key (other keys kept)."""
+    for prop in model.metadata_props:
+        if prop.key == METADATA_KEY:
+            prop.value = desc.to_json()
+            return
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, desc.to_json()
+
+
+def image_input(model):
+    """The graph's image input: its first input that is not an initializer (older exporters list the weights
+    among the inputs too)."""
+    weights = {t.name for t in model.graph.initializer}
+    return next(i for i in model.graph.input if i.name not in weights)

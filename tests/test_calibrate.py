@@ -359,3 +359,19 @@ def test_a_torchvision_segmenter_is_calibrated_per_pixel_in_its_own_graph(name, 
     assert desc["calibration"]["auto"]["candidates"] == 3
     scores = _val_report(str(out), str(data), tmp_path, split="val")
     assert 0 < scores["mIoU"] <= 1
+
+
+def test_weights_kept_outside_the_file_stay_outside(exported, shapes_folders, tmp_path):
+    """A model over 2 GB keeps its weights in a file beside the graph: the calibrated one does too (onnx's
+    external-data API), under its own name."""
+    source = tmp_path / "external.onnx"
+    onnx.save_model(onnx.load(exported["torchvision"]), str(source), save_as_external_data=True,
+                    all_tensors_to_one_file=True, location="external.onnx.data", size_threshold=0)
+    out = tmp_path / "calibrated.onnx"
+    r = ltdeploy_cli("calibrate", str(source), "--data", shapes_folders, "-o", str(out), "--method", "logit-adjust",
+                     *PRE)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (tmp_path / "calibrated.onnx.data").stat().st_size > out.stat().st_size
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+    probs = ort.InferenceSession(str(out)).run(None, {"pixels": np.zeros((2, 3, 32, 32), np.float32)})[0]
+    assert probs.shape == (2, 8)

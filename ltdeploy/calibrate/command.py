@@ -15,11 +15,9 @@ from ltdeploy.calibrate.auto import CLASSIFICATION_SELECT, SEGMENTATION_SELECT, 
 from ltdeploy.calibrate.preprocessing import PREPROCESS_FLAGS, model_preprocess
 from ltdeploy.calibrate.settings import METHODS, FitSettings
 from ltdeploy.errors import LtDeployError
-from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy
 from ltdeploy.metadata import ModelDescription
 
 CHOICES = ("auto", "none", *METHODS)
-SEGMENTATION_METHODS = ("auto", "none", "disalign", "disalign-magnitude", "disalign-margin")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +42,7 @@ def run(req: Request) -> dict:
     from ltdeploy.calibrate.fit import Calibration
     from ltdeploy.calibrate.head import find_head
     from ltdeploy.calibrate.tasks import job_for
+    from ltdeploy.onnx_files import image_input, set_description
 
     if os.path.abspath(req.out) == os.path.abspath(req.model):
         raise LtDeployError(f"{req.out}: would overwrite the model; choose another -o")
@@ -55,8 +54,8 @@ def run(req: Request) -> dict:
                             "uncalibrated model")
     pre = model_preprocess(model, existing, req.preprocess)
     job = job_for(head.task, req.data, head.num_classes, req.classes, existing)
-    if head.task == "segmentation" and req.method not in SEGMENTATION_METHODS:
-        raise LtDeployError(f"a segmenter calibrates with {', '.join(SEGMENTATION_METHODS)}, not {req.method}")
+    if req.method not in job.methods:
+        raise LtDeployError(f"a {head.task} model calibrates with {', '.join(job.methods)}, not {req.method}")
     select = req.select or next(iter(job.select))
     if select not in job.select:
         raise LtDeployError(f"a {head.task} model is chosen by {', '.join(job.select)}, not --select {select}")
@@ -74,16 +73,17 @@ def run(req: Request) -> dict:
         calibrated = _calibrated_model(model, head, cal)
         desc = ModelDescription(
             task=head.task, class_names=job.names, class_counts=job.counts, group_thresholds=job.thresholds,
-            class_ids=job.class_ids, preprocess=pre, input_name=model.graph.input[0].name, output_names=[head.output],
+            class_ids=job.class_ids, preprocess=pre, input_name=image_input(model).name, output_names=[head.output],
             calibration={"method": cal.method, "form": cal.form, **_summary(cal.info),
                          "feature_tensors": head.features, "logits_tensor": head.logits,
                          "softmax": head.softmax is not None, **({"auto": auto} if auto else {})},
             provenance=_provenance(req, train_samples=len(tr.y), skipped=tr.skipped),
-            postprocess={"probabilities": True} if head.softmax and head.task == "classification" else {})
-        _set_description(calibrated, desc)
+            postprocess={"probabilities": True} if head.softmax and job.probabilities else {})
+        set_description(calibrated, desc)
         check = _parity_and_speed(cache_session, model, calibrated, head, cal, job.val_paths(), pre, tmp)
         graph_io.write_model(calibrated, req.out, external)
-    return {"description": desc, "before": before, "after": after, **check, "skipped": tr.skipped}
+    table = job.table([("original", before), (cal.method, after)])
+    return {"description": desc, "before": before, "after": after, **check, "skipped": tr.skipped, "table": table}
 
 
 def _description(model, path: str) -> ModelDescription | None:
@@ -132,17 +132,6 @@ def _calibrated_model(model, head, cal):
     return out
 
 
-def _set_description(model, desc: ModelDescription) -> None:
-    from ltdeploy.metadata import METADATA_KEY
-
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = desc.to_json()
-            return
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, desc.to_json()
-
-
 def _provenance(req: Request, **extra) -> dict:
     from ltdeploy import __version__
     from ltdeploy.files import file_sha256
@@ -183,7 +172,7 @@ def _parity_and_speed(cache_session, original, calibrated, head, cal, val_paths:
         got_out, got = checked.run([head.output, head.logits], {name: inputs})
         scale = max(1.0, float(np.abs(expected).max()))
         worst = max(worst, float(np.abs(_rows(got) - expected).max()) / scale)
-        if head.softmax is not None and head.task == "classification":  # the Softmax follows the new logits
+        if head.softmax is not None and not head.per_pixel:  # the Softmax follows the new logits
             worst = max(worst, float(np.abs(got_out.reshape(expected.shape) - softmax(expected)).max()))
     if worst > PARITY_TOLERANCE:
         raise LtDeployError(f"the calibrated graph differs from the calibration in numpy by {worst:.2e} "
@@ -202,23 +191,11 @@ def _parity_and_speed(cache_session, original, calibrated, head, cal, val_paths:
             "latency_ratio": round(med["calibrated"] / med["original"], 4)}
 
 
-def _table(task: str, rows: list[tuple[str, dict]]) -> list[str]:
-    """The val table: top-1 and its groups, or mIoU and its groups (over the sampled pixels), in %."""
-    if task == "classification":
-        return [f"val: {ACCURACY_HEADER}", *(f"val: {format_accuracy(name, r)}" for name, r in rows)]
-    def pct(v: float | None) -> str:
-        return "     -" if v is None else f"{100 * v:6.2f}"
-    lines = [f"val (sampled pixels): {'model':<20} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}"]
-    lines += [f"val (sampled pixels): {name:<20} {pct(r['mIoU'])} {pct(r['head_mIoU'])} {pct(r['body_mIoU'])} "
-              f"{pct(r['tail_mIoU'])}" for name, r in rows]
-    return lines
-
-
 def print_summary(req: Request, result: dict) -> None:
     """The before / after table on val, parity and latency."""
     desc: ModelDescription = result["description"]
     cal = desc.calibration
-    lines = _table(desc.task, [("original", result["before"]), (cal["method"], result["after"])])
+    lines = list(result["table"])
     if result["skipped"]:
         lines.append(f"skipped {result['skipped']} unreadable training images")
     lines.append(f"parity: max |ONNX Runtime - numpy| {result['parity']:.2e}; latency calibrated / original "

@@ -66,7 +66,7 @@ def _linear_node(w: _Writer, head: Head, feature: str, weight: np.ndarray, bias:
                  output: str | None = None) -> str:
     """feature . weight^T + bias: a Gemm for a vector feature, a 1x1 Conv for a feature map."""
     weight, bias = weight.astype(np.float32), bias.astype(np.float32)
-    if head.task == "classification":
+    if not head.per_pixel:
         return w.op("Gemm", [feature, w.const("weight", weight), w.const("bias", bias)], output, transB=1)
     return w.op("Conv", [feature, w.const("weight", weight[:, :, None, None]), w.const("bias", bias)], output,
                 kernel_shape=[1, 1])
@@ -92,7 +92,7 @@ def fold_into(model, head: Head, cal: Calibration) -> dict:
     if cal.form == "plain":
         _summed(w, head, p["weight"], p["bias"], head.logits)
     elif cal.form == "ncm":
-        if len(head.parts) != 1 or head.task != "classification":
+        if len(head.parts) != 1 or head.per_pixel:
             raise ValueError("NCM calibrates a classifier with one feature vector")
         centred = w.op("Sub", [head.parts[0].feature, w.const("center", p["center"].astype(np.float32)[None])])
         _linear_node(w, head, w.l2_normalise(centred), p["weight"], p["bias"], head.logits)
@@ -101,7 +101,7 @@ def fold_into(model, head: Head, cal: Calibration) -> dict:
         bias = np.concatenate([sum(q.bias for q in head.parts), p["c"].reshape(1)])
         both = _summed(w, head, stacked, bias, None)
         z, t = w.split(both, [k, 1])
-        shape = (1, k) if head.task == "classification" else (1, k, 1, 1)
+        shape = (1, k, 1, 1) if head.per_pixel else (1, k)
         a1 = w.const("alpha_minus_1", (p["alpha"] - 1).astype(np.float32).reshape(shape))
         beta = w.const("beta", p["beta"].astype(np.float32).reshape(shape))
         shift = w.op("Add", [w.op("Mul", [z, a1]), beta])

@@ -14,6 +14,7 @@ import numpy as np
 from ltdeploy.errors import EngineError
 
 PASS_THROUGH = ("Identity",)
+PER_PIXEL_TASKS = {False: "classification", True: "segmentation"}  # the task a head's kind makes
 
 
 @dataclass
@@ -39,6 +40,11 @@ class Head:
     softmax: dict | None  # {"node", "axis", "opset"} of a Softmax after the logits
     resize: str | None  # a Resize after the logits (segmentation)
     output: str  # the graph output the head feeds
+
+    @property
+    def per_pixel(self) -> bool:
+        """A segmenter's head: 1x1 convolutions over feature maps."""
+        return self.parts[0].kind == "conv"
 
     @property
     def num_classes(self) -> int:
@@ -184,23 +190,23 @@ def find_head(model) -> Head:
             raise _not_a_classifier(g, output)
     else:
         raise _not_a_classifier(g, output)
-    task = "segmentation" if parts[0].kind == "conv" else "classification"
-    if resize and task != "segmentation":
+    per_pixel = parts[0].kind == "conv"
+    if resize and not per_pixel:
         raise _not_a_classifier(g, output)
     nodes = [n for p in parts for n in p.nodes] + ([node.name] if len(parts) == 2 else [])
-    _check_softmax(softmax, task)
-    return Head(task, parts, tensor, nodes, softmax, resize, output)
+    _check_softmax(softmax, per_pixel)
+    return Head(PER_PIXEL_TASKS[per_pixel], parts, tensor, nodes, softmax, resize, output)
 
 
-def _check_softmax(softmax: dict | None, task: str) -> None:
+def _check_softmax(softmax: dict | None, per_pixel: bool) -> None:
     """A Softmax over the classes: axis 1 (or -1 on 2-D logits). Before opset 13 Softmax flattened every axis
     from `axis` on into one, the same thing on (N, K) logits but not per pixel on (N, K, H, W)."""
     if softmax is None:
         return
     axis, opset = softmax["axis"], softmax["opset"]
-    if task == "classification" and axis not in (1, -1):
+    if not per_pixel and axis not in (1, -1):
         raise EngineError(f"the Softmax after the classifier runs over axis {axis}, not the classes (axis 1)")
-    if task == "segmentation" and (axis != 1 or opset < 13):
+    if per_pixel and (axis != 1 or opset < 13):
         raise EngineError(f"the Softmax after the segmenter's classifier (axis {axis}, opset {opset}) is not "
                           "per pixel over the classes (axis 1 from opset 13 on)")
 

@@ -30,9 +30,11 @@ def PREPROCESS_FLAGS(command):
 
 def input_layout(model) -> tuple[str, tuple[int | None, int | None]]:
     """(NCHW or NHWC, the input's (height, width) where fixed) from the graph's first input."""
-    dims = [d.dim_value if d.HasField("dim_value") else None
-            for d in model.graph.input[0].type.tensor_type.shape.dim]
-    name = model.graph.input[0].name
+    from ltdeploy.onnx_files import image_input
+
+    image = image_input(model)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim]
+    name = image.name
     if len(dims) != 4:
         raise LtDeployError(f"the input {name!r} has {len(dims)} axes; an image model takes 4 (NCHW or NHWC)")
     if dims[1] == 3 and dims[3] != 3:

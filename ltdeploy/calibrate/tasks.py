@@ -10,6 +10,7 @@ from ltdeploy.calibrate.auto import (
     classification_candidates,
     segmentation_candidates,
 )
+from ltdeploy.calibrate.settings import METHODS
 from ltdeploy.errors import DatasetError, LtDeployError
 from ltdeploy.metadata import ModelDescription, default_group_thresholds, share_thresholds
 
@@ -19,7 +20,9 @@ class ClassificationJob:
 
     task = "classification"
     select = CLASSIFICATION_SELECT
+    methods = ("auto", "none", *METHODS)
     default_rho, default_fit_batch = 1.2, 64
+    probabilities = True  # a Softmax output is the class probabilities (predict ranks them as they are)
 
     def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
         from ltdeploy.calibrate.data import class_order, classification_splits
@@ -52,13 +55,22 @@ class ClassificationJob:
         """The val images, in order."""
         return list(self.val.paths)
 
+    @staticmethod
+    def table(rows: list[tuple[str, dict]]) -> list[str]:
+        """Val top-1, overall and per group, in %."""
+        from ltdeploy.evaluation.accuracy import ACCURACY_HEADER, format_accuracy
+
+        return [f"val: {ACCURACY_HEADER}", *(f"val: {format_accuracy(name, r)}" for name, r in rows)]
+
 
 class SegmentationJob:
     """A segmenter: label maps; head / body / tail by training pixel share; pixels sampled per image."""
 
     task = "segmentation"
     select = SEGMENTATION_SELECT
+    methods = ("auto", "none", "disalign", "disalign-magnitude", "disalign-margin")
     default_rho, default_fit_batch = 0.3, 1024
+    probabilities = False  # label maps are the argmax either way
 
     def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
         from ltdeploy.calibrate.data import class_order
@@ -104,8 +116,19 @@ class SegmentationJob:
         """The val images, in order."""
         return list(self.val.images)
 
+    @staticmethod
+    def table(rows: list[tuple[str, dict]]) -> list[str]:
+        """Val mIoU, overall and per group, over the sampled pixels, in %."""
+        def pct(v: float | None) -> str:
+            return "     -" if v is None else f"{100 * v:6.2f}"
+        lines = [f"val (sampled pixels): {'model':<20} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}"]
+        return lines + [f"val (sampled pixels): {name:<20} {pct(r['mIoU'])} {pct(r['head_mIoU'])} "
+                        f"{pct(r['body_mIoU'])} {pct(r['tail_mIoU'])}" for name, r in rows]
+
+
+JOBS = {job.task: job for job in (ClassificationJob, SegmentationJob)}
+
 
 def job_for(task: str, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None):
     """The job of the head's task."""
-    return (ClassificationJob if task == "classification" else SegmentationJob)(data, num_classes, classes,
-                                                                                existing)
+    return JOBS[task](data, num_classes, classes, existing)

@@ -53,8 +53,7 @@ def convert_model(model, scopes: tuple[str, ...] = FP16_SCOPES) -> dict:
     graph = model.graph
     half = feature_map_nodes(model, types, scopes)
     if not half:
-        raise EngineError(f"no feature-map node under {' or '.join(scopes)} or computing the recorded feature tensors; "
-                          "nothing to run in fp16")
+        raise EngineError(f"no feature-map node under {' or '.join(scopes)} or computing recorded features (fp16)")
     is_float = {n for n, (e, _) in types.items() if e == FLOAT}
     inits = {i.name: i for i in graph.initializer}
     constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant" and n.output}

@@ -27,8 +27,8 @@ import numpy as np
 from ltdeploy.errors import EngineError
 from ltdeploy.evaluation.batches import model_input
 from ltdeploy.files import atomic_path
-from ltdeploy.metadata import METADATA_KEY, ModelDescription, description_from_metadata
-from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, tensor_types
+from ltdeploy.metadata import ModelDescription, description_from_metadata
+from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, set_description, tensor_types
 from ltdeploy.quantize import METHODS, TARGETS
 
 
@@ -184,13 +184,3 @@ def _quiet() -> Iterator[None]:
             yield
     finally:
         root.setLevel(level)
-
-
-def set_description(model, desc: ModelDescription) -> None:
-    """Put `desc` into the model's metadata under ltdeploy's key (other keys kept)."""
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            prop.value = desc.to_json()
-            return
-    entry = model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, desc.to_json()
