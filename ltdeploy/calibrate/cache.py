@@ -63,11 +63,28 @@ def cache_split(session, head: Head, paths: list[str], labels: np.ndarray, pre: 
     return Cached(np.concatenate(xs), np.concatenate(zs), np.concatenate(ys), skipped)
 
 
+def bilinear_taps(rows: np.ndarray, cols: np.ndarray, size: tuple[int, int], grid: tuple[int, int]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels (rows, cols) of an image of `size` (H, W): the four cells of a `grid` (h, w) map a bilinear
+    resize reads them from (half-pixel centres, as torch's interpolate and ONNX Resize do) as flat indices (P, 4),
+    and their weights (P, 4)."""
+    (big_h, big_w), (h, w) = size, grid
+    sy = np.clip((rows + 0.5) * h / big_h - 0.5, 0, h - 1)
+    sx = np.clip((cols + 0.5) * w / big_w - 0.5, 0, w - 1)
+    y0, x0 = np.floor(sy).astype(np.int64), np.floor(sx).astype(np.int64)
+    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+    fy, fx = sy - y0, sx - x0
+    taps = np.stack([y0 * w + x0, y0 * w + x1, y1 * w + x0, y1 * w + x1], 1)
+    weights = np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], 1)
+    return taps, weights
+
+
 def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np.ndarray, per_image: int,
                  seed: int, desc: str, skip_bad: bool = False) -> Cached:
-    """Per-pixel features and logits of a segmentation split at the classifier's own resolution: each label map
-    resized (nearest) to the model input, then to the logits' size, and `per_image` labelled pixels drawn from it
-    (seeded), so that no split's feature maps are ever held whole."""
+    """Per-pixel features and logits of a segmentation split: `per_image` labelled pixels drawn (seeded) from
+    each label map at the model input's size, each pixel's features and logits interpolated bilinearly from the
+    classifier's coarser maps, as the graph's Resize interpolates its logits. Small objects, which a label map
+    reduced to the classifier's resolution would lose, are sampled too; no split's maps are ever held whole."""
     import cv2
 
     from ltdeploy.datasets.seg_folders import IGNORE
@@ -87,13 +104,16 @@ def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np
             skipped += 1
             continue
         out = session.run(names, {input_name: x})
-        k, h, w = out[-1].shape[1:]
-        labels = cv2.resize(split.read_labels(i), pre.input_size[::-1], interpolation=cv2.INTER_NEAREST)
-        labels = lookup[cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)].reshape(-1)
-        valid = np.flatnonzero(labels != IGNORE)
+        labels = lookup[cv2.resize(split.read_labels(i), pre.input_size[::-1], interpolation=cv2.INTER_NEAREST)]
+        valid = np.flatnonzero(labels.reshape(-1) != IGNORE)
         take = valid if len(valid) <= per_image else rng.choice(valid, per_image, replace=False)
-        xs.append(np.concatenate([f[0].reshape(f.shape[1], -1)[:, take].T for f in out[:-1]], 1))
-        zs.append(out[-1][0].reshape(k, -1)[:, take].T)
-        ys.append(labels[take])
+        taps, weights = bilinear_taps(take // labels.shape[1], take % labels.shape[1], labels.shape,
+                                      out[-1].shape[2:])
+        maps = [np.concatenate([f[0].reshape(f.shape[1], -1) for f in out[:-1]], 0), out[-1][0].reshape(
+            out[-1].shape[1], -1)]
+        xs_i, zs_i = ((m[:, taps] * weights[None]).sum(2).T for m in maps)
+        xs.append(xs_i)
+        zs.append(zs_i)
+        ys.append(labels.reshape(-1)[take])
     return Cached(np.concatenate(xs).astype(np.float32), np.concatenate(zs).astype(np.float32), np.concatenate(ys),
                   skipped)
