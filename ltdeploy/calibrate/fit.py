@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ltdeploy.calibrate.algebra import ncm_rows, plain_rows
 from ltdeploy.calibrate.grw import grw_weights, log_prior
 from ltdeploy.calibrate.settings import METHODS, FitSettings
 from ltdeploy.evaluation.accuracy import long_tail_accuracy
@@ -161,7 +162,8 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
     w0, b0 = (np.asarray(a, np.float64) for a in classifier)
     k, d = w0.shape
     if method == "logit-adjust":
-        return Calibration(method, "plain", {"weight": w0, "bias": b0 - s.tau * log_prior(counts)}, {"tau": s.tau})
+        w, b = plain_rows(w0, b0, shift=-s.tau * log_prior(counts))
+        return Calibration(method, "plain", {"weight": w, "bias": b}, {"tau": s.tau})
     if method == "tau-norm":
         return _tau_norm(w0, val)
     if method == "ncm":
@@ -180,7 +182,8 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
         info["rho"] = s.rho
     p = model.params
     if method == "lws":
-        return Calibration(method, "plain", {"weight": p["scale"][:, None] * w0, "bias": p["scale"] * b0}, info)
+        w, b = plain_rows(w0, b0, scale=p["scale"])
+        return Calibration(method, "plain", {"weight": w, "bias": b}, info)
     if method in ("crt", "grw-classifier"):
         return Calibration(method, "plain", {"weight": p["weight"], "bias": p["bias"]}, info)
     return Calibration(method, "affine", {"alpha": p["alpha"], "beta": p["beta"], "v": p["v"], "c": p["c"]}, info)
@@ -207,7 +210,8 @@ def _ncm(x: np.ndarray, y: np.ndarray, k: int) -> Calibration:
     for j in range(k):
         if (y == j).any():
             means[j] = c[y == j].mean(0)
-    return Calibration("ncm", "ncm", {"center": center, "weight": 2 * means, "bias": -(means ** 2).sum(1) - 1},
+    weight, bias = ncm_rows(means)
+    return Calibration("ncm", "ncm", {"center": center, "weight": weight, "bias": bias},
                        {"classes_with_means": int((np.abs(means).sum(1) > 0).sum())})
 
 

@@ -1,4 +1,5 @@
-"""Writing a calibration into the graph, in the folded forms `export/` writes (training/core/folded.py):
+"""Writing a calibration into the graph, in the folded forms `export/` writes (the rows from
+ltdeploy.calibrate.algebra, which training's folded heads use too):
 
 - plain:  one Gemm (or 1x1 Conv) with the new weight and bias in place of the classifier;
 - ncm:    the feature centred and L2-normalised, then a plain Gemm (its shift in the bias);
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ltdeploy.calibrate.algebra import affine_rows
 from ltdeploy.calibrate.fit import EPS, Calibration
 from ltdeploy.calibrate.head import Head
 
@@ -97,8 +99,8 @@ def fold_into(model, head: Head, cal: Calibration) -> dict:
         centred = w.op("Sub", [head.parts[0].feature, w.const("center", p["center"].astype(np.float32)[None])])
         _linear_node(w, head, w.l2_normalise(centred), p["weight"], p["bias"], head.logits)
     else:
-        stacked = np.concatenate([np.concatenate([q.weight for q in head.parts], 1), p["v"][None]], 0)
-        bias = np.concatenate([sum(q.bias for q in head.parts), p["c"].reshape(1)])
+        stacked, bias = affine_rows(np.concatenate([q.weight for q in head.parts], 1), sum(q.bias for q in head.parts),
+                                    p["v"], p["c"])
         both = _summed(w, head, stacked, bias, None)
         z, t = w.split(both, [k, 1])
         shape = (1, k, 1, 1) if head.per_pixel else (1, k)

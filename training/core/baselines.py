@@ -8,8 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ltdeploy.calibrate.algebra import ncm_rows
 from ltdeploy.calibrate.grw import log_prior
-from training.core.folded import EPS, FoldedHead, fold_plain, head_weights
+from training.core.folded import EPS, FoldedHead, as_numpy, as_tensor, fold_plain, head_weights
 
 
 class RetrainedClassifier(nn.Module):
@@ -127,8 +128,9 @@ class NCM(nn.Module):
     def fold(self, head: nn.Module, mode: str = "affine") -> FoldedHead:
         """Centre, Gemm with 2 mu, divide by |x - m|, add -|mu|^2 - 1."""
         k = self.means.shape[0]
-        return FoldedHead(2 * self.means, torch.zeros(k), k, "plain", cosine=True,
-                          post_bias=-self.means.pow(2).sum(1) - 1, center=self.center)
+        rows, shift = ncm_rows(as_numpy(self.means))
+        return FoldedHead(as_tensor(rows), torch.zeros(k), k, "plain", cosine=True, post_bias=as_tensor(shift),
+                          center=self.center)
 
 
 class LogitAdjust(nn.Module):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from training.core.folded import FoldedConvHead, FoldedHead, head_weights
+from ltdeploy.calibrate.algebra import affine_rows, weights_rows
+from training.core.folded import FoldedConvHead, FoldedHead, as_numpy, as_tensor, head_weights
 
 
 class DisAlign(nn.Module):
@@ -36,18 +37,15 @@ class DisAlign(nn.Module):
     def fold(self, head: nn.Module, mode: str = "affine") -> FoldedHead:
         """Fold this calibration and its stage-1 head into one FoldedHead (see folded.py)."""
         w, b, cosine = head_weights(head)
-        k = w.shape[0]
-        a1 = self.alpha - 1
-        v, c = self.confidence.weight, self.confidence.bias
+        k, a1 = w.shape[0], self.alpha - 1
+        w, b, v, c = (as_numpy(t) for t in (w, b, self.confidence.weight, self.confidence.bias))
         if mode == "affine":
-            return FoldedHead(torch.cat([w, v]), torch.cat([b, c]), k, "affine", cosine=cosine,
-                              a1=a1, beta=self.beta)
+            rows, bias = affine_rows(w, b, v, c)
+            return FoldedHead(as_tensor(rows), as_tensor(bias), k, "affine", cosine=cosine, a1=a1, beta=self.beta)
         if mode == "weights":
-            w_all = torch.cat([w, a1[:, None] * w, v])
-            if cosine:
-                post = torch.cat([torch.zeros(k), self.beta])
-                return FoldedHead(w_all, torch.cat([b, a1 * b, c]), k, "weights", cosine=True, post_bias=post)
-            return FoldedHead(w_all, torch.cat([b, a1 * b + self.beta, c]), k, "weights")
+            rows, bias, post = weights_rows(w, b, as_numpy(a1), as_numpy(self.beta), v, c, cosine)
+            return FoldedHead(as_tensor(rows), as_tensor(bias), k, "weights", cosine=cosine,
+                              post_bias=None if post is None else as_tensor(post))
         raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")
 
 
@@ -64,15 +62,16 @@ class PixelDisAlign(DisAlign):
     @torch.no_grad()
     def fold(self, head: nn.Conv2d, mode: str = "affine") -> FoldedConvHead:
         """One 1x1 convolution: K+1 channels [W; v] ("affine") or 2K+1 [W; diag(a1) W; v] ("weights")."""
-        w = head.weight.flatten(1)
         b = head.bias if head.bias is not None else torch.zeros(head.out_channels)
+        w, b, v, c = (as_numpy(t) for t in (head.weight.flatten(1), b, self.confidence.weight.flatten(1),
+                                              self.confidence.bias))
         k, a1 = w.shape[0], self.alpha - 1
-        v, c = self.confidence.weight.flatten(1), self.confidence.bias
         if mode == "affine":
-            return FoldedConvHead(torch.cat([w, v]), torch.cat([b, c]), k, "affine", a1=a1, beta=self.beta)
+            rows, bias = affine_rows(w, b, v, c)
+            return FoldedConvHead(as_tensor(rows), as_tensor(bias), k, "affine", a1=a1, beta=self.beta)
         if mode == "weights":
-            return FoldedConvHead(torch.cat([w, a1[:, None] * w, v]), torch.cat([b, a1 * b + self.beta, c]), k,
-                                  "weights")
+            rows, bias, _ = weights_rows(w, b, as_numpy(a1), as_numpy(self.beta), v, c)
+            return FoldedConvHead(as_tensor(rows), as_tensor(bias), k, "weights")
         raise ValueError(f"DisAlign folds as 'affine' or 'weights', not {mode!r}")
 
 

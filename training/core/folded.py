@@ -7,11 +7,15 @@ DisAlign gives zhat = z + sig(x) * ((alpha - 1) * z + beta) (docs/method.md §6)
              with `center` (NCM) the feature is centred before the Gemm and the normalisation.
 Cosine heads: W is normalised and scaled offline; sig must see the raw feature, so the Gemm runs on raw
 x and the class columns are divided by |x| afterwards (a per-class bias is then added after the division).
+The rows themselves come from ltdeploy.calibrate.algebra, which `ltdeploy calibrate` folds with too.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from ltdeploy.calibrate.algebra import plain_rows
 
 EPS = 1e-12  # the clamp F.normalize uses
 MODES = ("plain", "affine", "weights")
@@ -65,16 +69,26 @@ def head_weights(head: nn.Module) -> tuple[torch.Tensor, torch.Tensor, bool]:
     return head.weight, head.bias, False
 
 
+def as_numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    """A tensor's values for ltdeploy.calibrate.algebra (None stays None)."""
+    return None if t is None else t.detach().cpu().numpy()
+
+
+def as_tensor(a: np.ndarray) -> torch.Tensor:
+    """algebra's rows back as a tensor."""
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
 def fold_plain(head: nn.Module, weight_scale: torch.Tensor | None = None,
                add_bias: torch.Tensor | None = None) -> FoldedHead:
     """Fold a head (optionally times a per-class scale, plus a per-class bias) into one Gemm."""
     w, b, cosine = head_weights(head)
-    scale = torch.ones(w.shape[0]) if weight_scale is None else weight_scale
-    extra = torch.zeros(w.shape[0]) if add_bias is None else add_bias
-    w, b = scale[:, None] * w, scale * b
-    if cosine:
-        return FoldedHead(w, b, w.shape[0], "plain", cosine=True, post_bias=extra)
-    return FoldedHead(w, b + extra, w.shape[0], "plain")
+    if cosine:  # the shift comes after the division by |x|
+        w2, b2 = plain_rows(as_numpy(w), as_numpy(b), as_numpy(weight_scale))
+        extra = torch.zeros(w.shape[0]) if add_bias is None else add_bias
+        return FoldedHead(as_tensor(w2), as_tensor(b2), w.shape[0], "plain", cosine=True, post_bias=extra)
+    w2, b2 = plain_rows(as_numpy(w), as_numpy(b), as_numpy(weight_scale), as_numpy(add_bias))
+    return FoldedHead(as_tensor(w2), as_tensor(b2), w.shape[0], "plain")
 
 
 class FoldedConvHead(nn.Module):
