@@ -1,7 +1,8 @@
 """`ltdeploy calibrate`: long-tail calibration of a classifier or segmenter that exists only as ONNX, without torch.
 
 The pure arithmetic every calibration shares lives here once, torch-free, and training/core imports it:
-`grw` (generalized re-weighting weights), `auto` (--method auto's candidates, scoring and record). The
-command's own pieces: `head` (finding the classifier in a graph), `cache` (features and logits through ONNX
-Runtime), `fit` (the numpy fits), `fold` (the calibration written into the graph), `command`.
+`grw` (generalized re-weighting weights), `auto` (--method auto's candidates, scoring and record), `algebra`
+(the folded forms' rows). The command's own pieces: `head` (finding the classifier in a graph), `cache`
+(features and logits through ONNX Runtime), `fit` (the numpy fits), `fold` (the calibration written into the
+graph), `graph_io`, `preprocessing`, `data`, `tasks` (classifier or segmenter), `command`.
 """
