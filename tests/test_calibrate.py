@@ -342,7 +342,7 @@ def test_a_torchvision_segmenter_is_calibrated_per_pixel_in_its_own_graph(name, 
     from training.segmentation.synthetic import make_seg_lt
 
     data = tmp_path / "seg-lt"
-    make_seg_lt(str(data), num_classes=SEG_K, n_train=16, n_val=4, imbalance=20)
+    make_seg_lt(str(data), num_classes=SEG_K, n_train=8, n_val=4, imbalance=20)
     model = tmp_path / f"{name}.onnx"
     torch.onnx.export(_trained_segmenter(name, str(data)), (torch.zeros(1, 3, 64, 64),), str(model),
                       input_names=["image"], output_names=["out"], dynamic_axes={"image": {0: "n"}, "out": {0: "n"}},

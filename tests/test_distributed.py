@@ -27,11 +27,13 @@ def _exports(checkpoint, tmp_path) -> None:
     assert r.returncode == 0 and onnx_out.exists(), r.stderr[-2000:]
 
 
-def test_two_processes_follow_one_and_the_checkpoint_evaluates_and_exports(digits, tmp_path):
+def test_two_processes_follow_one_and_the_checkpoint_evaluates_and_exports(digits, tmp_path, capsys):
     one, two = tmp_path / "one.pt", tmp_path / "two.pt"
+    from training.evaluate import main as evaluate
+    from training.train import main as train
+
     common = ["training/train.py", "stage1", "--data", str(digits), "--epochs", "4", "--device", "cpu"]
-    r = run(PY, *common, "--batch-size", "32", "--out", str(one))
-    assert r.returncode == 0, r.stderr[-2000:]
+    assert train([*common[1:], "--batch-size", "32", "--out", str(one)]) == 0  # the one process: this one
     r = run(*TORCHRUN, *common, "--batch-size", "16", "--out", str(two), "--save-every", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("wrote ") == 1  # rank 0 alone writes and logs
@@ -40,8 +42,8 @@ def test_two_processes_follow_one_and_the_checkpoint_evaluates_and_exports(digit
     gaps = [abs(a["loss"] - b["loss"]) for a, b in zip(h1["epochs"], h2["epochs"])]
     assert max(gaps) < LOSS_TOLERANCE, gaps
     assert h2["epochs"][-1]["loss"] < h2["epochs"][0]["loss"] * 0.6
-    r = run(PY, "training/evaluate.py", str(two), "--data", str(digits))
-    assert r.returncode == 0 and "few" in r.stdout, r.stderr[-2000:]
+    capsys.readouterr()
+    assert evaluate([str(two), "--data", str(digits)]) == 0 and "few" in capsys.readouterr().out
     _exports(two, tmp_path)
 
 
