@@ -133,7 +133,7 @@ def test_the_gpu_training_check_runs_its_steps_on_the_cpu():
     r = run(PY, "scripts/gpu_training.py", "--device", "cpu")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     summary = json.loads(r.stdout.strip().splitlines()[-1])
-    assert summary["ok"] and len(summary["checks"]) == 6
+    assert summary["ok"] and len(summary["checks"]) == 5
 
 
 def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
