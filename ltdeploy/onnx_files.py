@@ -3,11 +3,10 @@ feature extractor's compute nodes: what computes the feature tensors `ltdeploy c
 description, or in an ltdeploy export, the nodes under its feature scopes."""
 from __future__ import annotations
 
-import json
 import os
 
 from ltdeploy.errors import EngineError
-from ltdeploy.metadata import METADATA_KEY
+from ltdeploy.metadata import METADATA_KEY, description_from_metadata
 
 FEATURE_SCOPES = ("/backbone/", "/body/")  # where an ltdeploy export puts its feature extractor
 # Ops whose float inputs all share one type T, so converting every float input of the node is valid.
@@ -57,12 +56,10 @@ def tensor_types(model) -> dict[str, tuple[int, int]]:
 def recorded_features(model) -> list[str]:
     """The feature tensors a calibrated foreign graph's description names (`calibration.feature_tensors`; none
     in ltdeploy's own exports, whose feature extractor sits under FEATURE_SCOPES)."""
-    text = next((p.value for p in model.metadata_props if p.key == METADATA_KEY), "{}")
-    try:
-        calibration = json.loads(text).get("calibration", {})
-    except (ValueError, AttributeError):
+    meta = {p.key: p.value for p in model.metadata_props}
+    if METADATA_KEY not in meta:
         return []
-    return list(calibration.get("feature_tensors", [])) if isinstance(calibration, dict) else []
+    return list(description_from_metadata(meta, "model").calibration.get("feature_tensors", []))
 
 
 def ancestors(model, tensors: list[str]) -> set[str]:

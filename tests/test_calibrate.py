@@ -239,8 +239,8 @@ def test_bad_input_is_one_line_and_writes_nothing(exported, shapes_folders, digi
         ([two_outputs, "--data", shapes_folders, *PRE], "2 outputs"),
         ([str(garbage), "--data", shapes_folders, *PRE], "not a readable ONNX file"),
         ([str(tmp_path / "missing.onnx"), "--data", shapes_folders, *PRE], "no such ONNX file"),
-        ([exported["torchvision"], "--data", str(digits), *PRE], "the data has 10 classes but the model's "
-                                                                 "classifier has 8 outputs"),
+        ([exported["torchvision"], "--data", str(digits), *PRE], "the model's outputs have 8 classes but the "
+                                                                 "dataset has 10"),
         # the input's fixed 32 x 32 gives the size; the rest is nowhere in the file
         ([exported["torchvision"], "--data", shapes_folders], "must be given: --resize-short, --interpolation, "
                                                               "--mean, --std"),

@@ -68,7 +68,7 @@ def run(req: Request) -> dict:
         va = job.cache(cache_session, head, pre, "val", settings, req.batch, req.pixels)
         classifier = (np.concatenate([p.weight for p in head.parts], 1), sum(p.bias for p in head.parts))
         cal, auto = _calibration(req, settings, job, tr.as_tuple(), va.as_tuple(), classifier)
-        original = Calibration("none", "plain", {"weight": classifier[0], "bias": classifier[1]})
+        original = Calibration.unchanged(*classifier)
         before, after = job.val_record(original, va.as_tuple()), job.val_record(cal, va.as_tuple())
         calibrated = _calibrated_model(model, head, cal)
         desc = ModelDescription(
@@ -99,7 +99,7 @@ def _calibration(req: Request, settings: FitSettings, job, train, val, classifie
     from ltdeploy.calibrate.fit import Calibration, fit
 
     if req.method == "none":
-        return Calibration("none", "plain", {"weight": classifier[0], "bias": classifier[1]}), None
+        return Calibration.unchanged(*classifier), None
     if req.method != "auto":
         return fit(req.method, train, job.counts, classifier, settings, val=val), None
     key = job.select[req.select]

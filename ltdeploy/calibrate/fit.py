@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ltdeploy.calibrate.algebra import ncm_rows, plain_rows
 from ltdeploy.calibrate.grw import grw_weights, log_prior
 from ltdeploy.calibrate.settings import METHODS, FitSettings
+from ltdeploy.classify import softmax
 from ltdeploy.evaluation.accuracy import long_tail_accuracy
 
 TAU_GRID = [round(0.1 * i, 1) for i in range(21)]  # tau-norm's search range, 0 .. 2
@@ -30,6 +31,11 @@ class Calibration:
     form: str
     params: dict[str, np.ndarray]
     info: dict = field(default_factory=dict)
+
+    @classmethod
+    def unchanged(cls, weight: np.ndarray, bias: np.ndarray) -> "Calibration":
+        """The original classifier itself (`--method none`, and the "before" of every comparison)."""
+        return cls("none", "plain", {"weight": weight, "bias": bias})
 
     def apply(self, x: np.ndarray, z: np.ndarray) -> np.ndarray:
         """Calibrated logits (N, K) from features x (N, d) and the original logits z (N, K)."""
@@ -50,15 +56,10 @@ def _sigmoid(t: np.ndarray) -> np.ndarray:
     return 0.5 * (1 + np.tanh(0.5 * t))  # stable for any t
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def weighted_ce_grad(logits: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, np.ndarray]:
     """L = (1/N) sum_i w_{y_i} CE_i (the G-RW loss; all ones: plain CE) and dL/dlogits."""
     n = len(y)
-    p = _softmax(logits.astype(np.float64))
+    p = softmax(logits)  # float64
     w = weight[y].astype(np.float64)
     loss = float(-(w * np.log(np.maximum(p[np.arange(n), y], 1e-300))).sum() / n)
     p[np.arange(n), y] -= 1

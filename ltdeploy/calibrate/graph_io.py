@@ -85,7 +85,7 @@ def session(model, folder: str, name: str = "model.onnx"):
     import onnxruntime as ort
 
     path = os.path.join(folder, name)
-    write_model(model, path, external=sum(len(t.raw_data) for t in model.graph.initializer) > PROTOBUF_LIMIT // 2)
+    write_model(model, path, external=False)  # it moves the weights beside the graph itself when they are too big
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     try:

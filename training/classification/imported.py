@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from ltdeploy.class_order import weights_order
 from ltdeploy.datasets.classification_sets import read_split
 from ltdeploy.errors import ModelError
 from ltdeploy.metadata import ModelDescription, default_group_thresholds
 from training.classification.backbones import classifier_of, full_classifier, headless, is_library_spec
 from training.classification.model import LTClassifier
 from training.config import Stage1Config
-from training.core.class_order import weights_order
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.weights import load_into, read_state_dict, weights_record

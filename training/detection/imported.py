@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from ltdeploy.class_order import weights_order
 from ltdeploy.datasets.det_sources import resolve_det_source
 from ltdeploy.errors import ModelError
 from training.config import Stage1Config, as_record
 from training.core.checkpoint import save_checkpoint
-from training.core.class_order import weights_order
 from training.core.provenance import provenance
 from training.core.weights import load_into, read_state_dict, weights_record
 from training.detection.model import LTDetector

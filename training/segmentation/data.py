@@ -76,7 +76,7 @@ def seg_images(split: SegSplit, cfg: PreprocessConfig, desc: str = "decode", ski
     """The split decoded once into memory when its images and label maps fit the budget (see
     training/core/preload.py), else decoded per item; either way mapped by `view`."""
     source = SegDataset(split, cfg, skip_bad, view)
-    if fits_in_memory(split.images, cfg.input_size, per_pixel=3 + 2):  # RGB, and a 16-bit label map
+    if fits_in_memory(split.images, cfg.input_size, per_pixel=3 + 1):  # RGB, and an 8-bit label map
         return decode_all(len(source), source.decode, source.view, desc)
     return source
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from ltdeploy.class_order import weights_order
 from ltdeploy.datasets.seg_folders import pixel_counts, read_seg_split
 from ltdeploy.errors import ModelError
 from ltdeploy.metadata import ModelDescription, share_thresholds
 from training.config import Stage1Config
-from training.core.class_order import weights_order
 from training.core.provenance import provenance
 from training.core.stage1 import finish_stage1
 from training.core.weights import load_into, read_state_dict, weights_record
