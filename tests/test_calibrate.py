@@ -198,6 +198,50 @@ def test_the_numpy_fit_equals_trainings_torch_fit_on_the_same_features():
     assert float(np.abs(ours.params["alpha"] - 1).max()) > 1e-3  # it moved
 
 
+def test_the_numpy_pixel_fit_equals_trainings_torch_fit_through_the_upsampling():
+    """Pixels mix their four coarse cells' calibrated logits as F.interpolate does; the gradient goes back the
+    same way. Whole images per batch with no ignored pixel: the same loss as GRWLoss over the upsampled maps."""
+    import torch.nn.functional as F
+
+    from ltdeploy.calibrate.cache import bilinear_taps
+    from training.config import Stage2Config
+    from training.core.calibration import PixelDisAlign
+    from training.core.grw import GRWLoss
+    from training.core.loops import fit_on_features
+
+    rng = np.random.default_rng(1)
+    n, d, k, grid, size, per_batch = 6, 8, 4, (3, 5), (12, 20), 2
+    x = rng.normal(size=(n, d, *grid)).astype(np.float32)
+    w = rng.normal(size=(k, d)).astype(np.float32)
+    z = np.einsum("kd,ndhw->nkhw", w, x).astype(np.float32)
+    y = rng.choice(k, size=(n, *size), p=[0.7, 0.2, 0.07, 0.03])
+    counts = np.bincount(y.reshape(-1), minlength=k).tolist()
+    rows, cols = np.divmod(np.arange(size[0] * size[1]), size[1])
+    taps, weights = bilinear_taps(rows, cols, size, grid)
+    cells = grid[0] * grid[1]
+    mixing = (np.concatenate([taps + i * cells for i in range(n)]), np.tile(weights, (n, 1)).astype(np.float32))
+    pixels = size[0] * size[1]
+    settings = FitSettings(epochs=3, batch_size=per_batch * pixels, lr=0.5, wd=5e-4, rho=0.3, min_steps=0)
+    orders = [np.random.default_rng(e).permutation(n) for e in range(settings.epochs)]
+    ours = fit("disalign", (x.transpose(0, 2, 3, 1).reshape(-1, d), z.transpose(0, 2, 3, 1).reshape(-1, k),
+                            y.reshape(-1)), counts, (w, np.zeros(k, np.float32)), settings, mixing=mixing,
+               epochs=iter([(o[:, None] * pixels + np.arange(pixels)).reshape(-1) for o in orders]))
+    cal = PixelDisAlign(d, k)
+    both, yt = torch.from_numpy(np.concatenate([x, z], 1)), torch.from_numpy(y)
+    epochs = iter([[(both[o[i:i + per_batch]], yt[o[i:i + per_batch]]) for i in range(0, n, per_batch)]
+                   for o in orders])
+    cfg = Stage2Config(epochs=settings.epochs, lr=settings.lr, wd=settings.wd, method="disalign")
+    fit_on_features(lambda f: F.interpolate(cal(f[:, :d], f[:, d:]), size=size, mode="bilinear",
+                                            align_corners=False),
+                    list(cal.parameters()), GRWLoss(counts, settings.rho), lambda: next(epochs), n // per_batch, cfg)
+    theirs = {"alpha": cal.alpha, "beta": cal.beta, "v": cal.confidence.weight.reshape(-1),
+              "c": cal.confidence.bias.reshape(-1)}
+    for name, value in theirs.items():
+        gap = float(np.abs(ours.params[name] - value.detach().double().numpy()).max())
+        assert gap < 1e-4, (name, gap)
+    assert float(np.abs(ours.params["beta"]).max()) > 1e-3  # it moved
+
+
 def _refused(args: list[str], says: str, out) -> None:
     r = _ltdeploy("calibrate", *args, "-o", str(out))
     errors = [line for line in r.stderr.splitlines() if line.startswith("error")]

@@ -15,17 +15,38 @@ from ltdeploy.preprocess import PreprocessConfig, preprocess_image
 
 @dataclass
 class Cached:
-    """A split's features x (N, d), original logits z (N, K) and labels y (N,); `skipped` unreadable images
-    (training splits only)."""
+    """A split's features x (N, d), original logits z (N, K) and labels y (P,); `skipped` unreadable images
+    (training splits only). A classifier's rows are its samples (N = P). A segmenter's rows are cells of the
+    classifier's coarse maps and its samples are pixels: pixel p mixes the calibrated logits of cells taps[p]
+    (P, 4) with bilinear weights[p] (P, 4), as the graph's Resize does after the folded calibration."""
 
     x: np.ndarray
     z: np.ndarray
     y: np.ndarray
     skipped: int = 0
+    taps: np.ndarray | None = None
+    weights: np.ndarray | None = None
 
     def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, z, y)."""
         return self.x, self.z, self.y
+
+    @property
+    def mixing(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(taps, weights) for pixels, None for a classifier's samples."""
+        return None if self.taps is None else (self.taps, self.weights)
+
+    def logits(self, cal) -> np.ndarray:
+        """Each sample's logits under the calibration `cal` (P, K)."""
+        return mix(cal.apply(self.x, self.z), self.mixing)
+
+
+def mix(rows: np.ndarray, mixing: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Per-sample values from per-row ones: the rows themselves, or each pixel's weighted sum of its four cells."""
+    if mixing is None:
+        return rows
+    taps, weights = mixing
+    return np.einsum("pj,pjk->pk", weights, rows[taps])
 
 
 def batch_size_of(session, wanted: int) -> int:
@@ -81,10 +102,10 @@ def bilinear_taps(rows: np.ndarray, cols: np.ndarray, size: tuple[int, int], gri
 
 def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np.ndarray, per_image: int,
                  seed: int, desc: str, skip_bad: bool = False) -> Cached:
-    """Per-pixel features and logits of a segmentation split: `per_image` labelled pixels drawn (seeded) from
-    each label map at the model input's size, each pixel's features and logits interpolated bilinearly from the
-    classifier's coarser maps, as the graph's Resize interpolates its logits. Small objects, which a label map
-    reduced to the classifier's resolution would lose, are sampled too; no split's maps are ever held whole."""
+    """Labelled pixels of a segmentation split, `per_image` drawn (seeded) from each label map at the model
+    input's size, with the classifier's features and logits at the coarse cells each pixel's bilinear upsampling
+    reads (each cell kept once per image). Small objects, which a label map reduced to the classifier's
+    resolution would lose, are sampled too; no split's maps are ever held whole."""
     import cv2
 
     from ltdeploy.datasets.seg_folders import IGNORE
@@ -94,7 +115,7 @@ def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np
     rng = np.random.default_rng(seed)
     lookup = np.full(256, IGNORE, np.int64)
     lookup[:len(to_model)] = to_model
-    xs, zs, ys, skipped = [], [], [], 0
+    xs, zs, ys, taps, weights, cells, skipped = [], [], [], [], [], 0, 0
     for i in tqdm(range(len(split.images)), desc=desc, unit="img", leave=False):
         try:
             x = preprocess_image(read_image(split.images[i]), pre)[None]
@@ -107,13 +128,13 @@ def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np
         labels = lookup[cv2.resize(split.read_labels(i), pre.input_size[::-1], interpolation=cv2.INTER_NEAREST)]
         valid = np.flatnonzero(labels.reshape(-1) != IGNORE)
         take = valid if len(valid) <= per_image else rng.choice(valid, per_image, replace=False)
-        taps, weights = bilinear_taps(take // labels.shape[1], take % labels.shape[1], labels.shape,
-                                      out[-1].shape[2:])
-        maps = [np.concatenate([f[0].reshape(f.shape[1], -1) for f in out[:-1]], 0), out[-1][0].reshape(
-            out[-1].shape[1], -1)]
-        xs_i, zs_i = ((m[:, taps] * weights[None]).sum(2).T for m in maps)
-        xs.append(xs_i)
-        zs.append(zs_i)
+        flat, w = bilinear_taps(take // labels.shape[1], take % labels.shape[1], labels.shape, out[-1].shape[2:])
+        used, where = np.unique(flat, return_inverse=True)
+        xs.append(np.concatenate([f[0].reshape(f.shape[1], -1)[:, used] for f in out[:-1]], 0).T)
+        zs.append(out[-1][0].reshape(out[-1].shape[1], -1)[:, used].T)
+        taps.append(cells + where.reshape(flat.shape))
+        weights.append(w)
         ys.append(labels.reshape(-1)[take])
+        cells += len(used)
     return Cached(np.concatenate(xs).astype(np.float32), np.concatenate(zs).astype(np.float32), np.concatenate(ys),
-                  skipped)
+                  skipped, np.concatenate(taps), np.concatenate(weights).astype(np.float32))

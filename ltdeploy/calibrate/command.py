@@ -61,15 +61,15 @@ def run(req: Request) -> dict:
         raise LtDeployError(f"a {head.task} model is chosen by {', '.join(job.select)}, not --select {select}")
     req = dataclasses.replace(req, select=select)
     settings = dataclasses.replace(req.settings, rho=job.default_rho if req.settings.rho is None else req.settings.rho,
-                                   batch_size=req.settings.batch_size or job.default_fit_batch)
+                                   batch_size=req.settings.batch_size or job.default_fit_batch(req.pixels))
     with tempfile.TemporaryDirectory(prefix="ltdeploy-calibrate-") as tmp:
         cache_session = graph_io.session(graph_io.with_outputs(model, [*head.features, head.logits]), tmp, "cache.onnx")
         tr = job.cache(cache_session, head, pre, "train", settings, req.batch, req.pixels)
         va = job.cache(cache_session, head, pre, "val", settings, req.batch, req.pixels)
         classifier = (np.concatenate([p.weight for p in head.parts], 1), sum(p.bias for p in head.parts))
-        cal, auto = _calibration(req, settings, job, tr.as_tuple(), va.as_tuple(), classifier)
+        cal, auto = _calibration(req, settings, job, tr, va, classifier)
         original = Calibration.unchanged(*classifier)
-        before, after = job.val_record(original, va.as_tuple()), job.val_record(cal, va.as_tuple())
+        before, after = job.val_record(original, va), job.val_record(cal, va)
         calibrated = _calibrated_model(model, head, cal)
         desc = ModelDescription(
             task=head.task, class_names=job.names, class_counts=job.counts, group_thresholds=job.thresholds,
@@ -101,12 +101,14 @@ def _calibration(req: Request, settings: FitSettings, job, train, val, classifie
     if req.method == "none":
         return Calibration.unchanged(*classifier), None
     if req.method != "auto":
-        return fit(req.method, train, job.counts, classifier, settings, val=val), None
+        return fit(req.method, train.as_tuple(), job.counts, classifier, settings, val=val.as_tuple(),
+                   mixing=train.mixing), None
     key = job.select[req.select]
     rows, fitted = [], {}
     for method, overrides in job.candidates():
         start = time.perf_counter()
-        cal = fit(method, train, job.counts, classifier, dataclasses.replace(settings, **overrides), val=val)
+        cal = fit(method, train.as_tuple(), job.counts, classifier, dataclasses.replace(settings, **overrides),
+                  val=val.as_tuple(), mixing=train.mixing)
         cal.info.update(overrides)
         row = candidate_row(method, overrides, job.val_record(cal, val), key, round(time.perf_counter() - start, 2))
         rows.append(row)
@@ -226,7 +228,8 @@ def print_summary(req: Request, result: dict) -> None:
               help="At least this many SGD steps (small sets get more epochs).")
 @click.option("--lr", default=0.1, show_default=True, type=float)
 @click.option("--wd", default=5e-4, show_default=True, type=float)
-@click.option("--fit-batch", type=click.IntRange(1), help="SGD batch (default 64 images; segmenters 1024 pixels).")
+@click.option("--fit-batch", type=click.IntRange(1),
+              help="SGD batch (default 64 images; segmenters 16 images' --pixels).")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1), help="Images per ONNX Runtime run.")
 @click.option("--pixels", default=512, show_default=True, type=click.IntRange(1),
               help="Segmenters: labelled pixels drawn from each image at the classifier's resolution.")

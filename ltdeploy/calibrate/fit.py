@@ -16,7 +16,6 @@ from ltdeploy.calibrate.algebra import ncm_rows, plain_rows
 from ltdeploy.calibrate.grw import grw_weights, log_prior
 from ltdeploy.calibrate.settings import METHODS, FitSettings
 from ltdeploy.classify import softmax
-from ltdeploy.evaluation.accuracy import long_tail_accuracy
 
 TAU_GRID = [round(0.1 * i, 1) for i in range(21)]  # tau-norm's search range, 0 .. 2
 EPS = 1e-12
@@ -113,10 +112,29 @@ def epoch_order(labels: np.ndarray, counts: list[int], balanced: bool, rng: np.r
     return rng.choice(n, n, replace=True, p=p / p.sum())
 
 
+def _batch_grads(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.ndarray, idx: np.ndarray,
+                 mixing: tuple[np.ndarray, np.ndarray] | None) -> tuple[float, dict]:
+    """The loss of samples `idx` and its gradients; pixels take their cells' calibrated logits mixed, and send
+    each cell its share of the gradient back."""
+    if mixing is None:
+        xb, zb, w = x[idx], z[idx], None
+    else:
+        cells, w = mixing[0][idx].reshape(-1), mixing[1][idx][..., None]
+        xb, zb = x[cells], z[cells]
+    out, cache = model.forward(xb, zb)
+    if w is not None:
+        out = (out.reshape(len(idx), 4, -1) * w).sum(1)
+    loss, g = weighted_ce_grad(out, y[idx], weight)
+    if w is not None:
+        g = (g[:, None] * w).reshape(-1, g.shape[1])
+    return loss, model.backward(xb, zb, cache, g)
+
+
 def sgd(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.ndarray, s: FitSettings,
-        epochs: Iterator[np.ndarray], steps: int, desc: str) -> dict:
+        epochs: Iterator[np.ndarray], steps: int, desc: str, mixing: tuple[np.ndarray, np.ndarray] | None = None
+        ) -> dict:
     """torch.optim.SGD (momentum 0.9, weight decay) under a per-step cosine from lr to 0 over `steps`, on the
-    batches of each epoch order `epochs` yields."""
+    batches of each epoch order `epochs` yields (pixels through their cells' `mixing`)."""
     buf: dict[str, np.ndarray] = {}
     step, log, start = 0, [], time.perf_counter()
     bar = tqdm(range(s.epochs), desc=desc, unit="epoch", leave=False)
@@ -124,10 +142,7 @@ def sgd(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.n
         order, loss_sum = next(epochs), 0.0
         for i in range(0, len(order), s.batch_size):
             idx = order[i:i + s.batch_size]
-            xb, zb, yb = x[idx], z[idx], y[idx]
-            out, cache = model.forward(xb, zb)
-            loss, g = weighted_ce_grad(out, yb, weight)
-            grads = model.backward(xb, zb, cache, g)
+            loss, grads = _batch_grads(model, x, z, y, weight, idx, mixing)
             lr = s.lr * 0.5 * (1 + np.cos(np.pi * step / max(1, steps)))
             for name in model.trainable:
                 d_p = grads[name] + s.wd * model.params[name]
@@ -154,11 +169,15 @@ def balanced_top1(pred: np.ndarray, labels: np.ndarray) -> float:
 def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: list[int],
         classifier: tuple[np.ndarray, np.ndarray], s: FitSettings,
         val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-        epochs: Iterator[np.ndarray] | None = None) -> Calibration:
+        epochs: Iterator[np.ndarray] | None = None,
+        mixing: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
     """Fit `method` on the training features, logits and labels (x, z, y) with the original classifier
-    (W (K, d), b); tau-norm picks tau on `val`. `epochs` overrides the sampling (tests feed both fits one order)."""
+    (W (K, d), b); tau-norm picks tau on `val`. `epochs` overrides the sampling (tests feed both fits one order);
+    `mixing` makes the samples pixels of the rows' cells (cache.Cached)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    if mixing is not None and method in ("tau-norm", "ncm"):
+        raise ValueError(f"{method} fits classifiers' samples, not pixels")
     x, z, y = (np.asarray(a, np.float64) if i < 2 else np.asarray(a) for i, a in enumerate(train))
     w0, b0 = (np.asarray(a, np.float64) for a in classifier)
     k, d = w0.shape
@@ -177,7 +196,7 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
     model = _lws(k) if method == "lws" else _linear(d, k, rng) if method in ("crt", "grw-classifier") else \
         _disalign(d, k, method != "disalign-margin", method != "disalign-magnitude")
     log = sgd(model, x, z, y, weight, s, epochs or _epochs(y, counts, balanced, s.seed),
-              s.epochs * steps_per_epoch, f"fit {method}")
+              s.epochs * steps_per_epoch, f"fit {method}", mixing)
     info = {"sampling": "class-balanced" if balanced else "instance", "epochs": s.epochs, "log": log}
     if not balanced:
         info["rho"] = s.rho
@@ -214,11 +233,3 @@ def _ncm(x: np.ndarray, y: np.ndarray, k: int) -> Calibration:
     weight, bias = ncm_rows(means)
     return Calibration("ncm", "ncm", {"center": center, "weight": weight, "bias": bias},
                        {"classes_with_means": int((np.abs(means).sum(1) > 0).sum())})
-
-
-def val_record(cal: Calibration, val: tuple[np.ndarray, np.ndarray, np.ndarray], counts: list[int],
-               thresholds: tuple[int, int]) -> dict:
-    """Long-tail accuracy of the calibration on the val features (the keys train.py's val records have)."""
-    x, z, y = val
-    pred = cal.apply(x, z).argmax(1)
-    return long_tail_accuracy(pred, y, counts, thresholds)

@@ -21,7 +21,7 @@ class ClassificationJob:
     task = "classification"
     select = CLASSIFICATION_SELECT
     methods = ("auto", "none", *METHODS)
-    default_rho, default_fit_batch = 1.2, 64
+    default_rho = 1.2
     probabilities = True  # a Softmax output is the class probabilities (predict ranks them as they are)
 
     def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
@@ -32,6 +32,11 @@ class ClassificationJob:
         self.counts = np.bincount(self.to_model[self.train.labels], minlength=len(self.names)).tolist()
         self.thresholds = default_group_thresholds(self.counts)
         self.class_ids: list[int] = []
+
+    @staticmethod
+    def default_fit_batch(pixels: int) -> int:
+        """train.py stage2's batch: 64 images."""
+        return 64
 
     def candidates(self) -> list[tuple[str, dict]]:
         """auto's candidates (train.py stage2 --method auto's)."""
@@ -46,10 +51,10 @@ class ClassificationJob:
                            skip_bad=split == "train")
 
     def val_record(self, cal, val) -> dict:
-        """Long-tail top-1 on val (overall, many, medium, few)."""
-        from ltdeploy.calibrate.fit import val_record
+        """Long-tail top-1 on val (overall, many, medium, few): the keys train.py's val records have."""
+        from ltdeploy.evaluation.accuracy import long_tail_accuracy
 
-        return val_record(cal, val, self.counts, self.thresholds)
+        return long_tail_accuracy(val.logits(cal).argmax(1), val.y, self.counts, self.thresholds)
 
     def val_paths(self) -> list[str]:
         """The val images, in order."""
@@ -69,7 +74,7 @@ class SegmentationJob:
     task = "segmentation"
     select = SEGMENTATION_SELECT
     methods = ("auto", "none", "disalign", "disalign-magnitude", "disalign-margin")
-    default_rho, default_fit_batch = 0.3, 1024
+    default_rho = 0.3
     probabilities = False  # label maps are the argmax either way
 
     def __init__(self, data: str, num_classes: int, classes: str | None, existing: ModelDescription | None) -> None:
@@ -89,6 +94,12 @@ class SegmentationJob:
         ids[self.to_model] = self.train.class_ids or range(len(self.names))
         self.class_ids = ids.tolist()
 
+    @staticmethod
+    def default_fit_batch(pixels: int) -> int:
+        """16 images' sampled pixels, as train.py stage2 fits segmenters 16 whole images a step: smaller, noisier
+        batches fit the tail less well."""
+        return 16 * pixels
+
     def candidates(self) -> list[tuple[str, dict]]:
         """auto's candidates: DisAlign at each of segmentation's rho values."""
         return segmentation_candidates()
@@ -107,9 +118,8 @@ class SegmentationJob:
         """mIoU (and head / body / tail mIoU) over val's sampled pixels."""
         from ltdeploy.evaluation.seg_scores import ConfusionAccumulator, segmentation_scores, share_groups
 
-        x, z, y = val
         acc = ConfusionAccumulator(len(self.names))
-        acc.update(cal.apply(x, z).argmax(1), y)
+        acc.update(val.logits(cal).argmax(1), val.y)
         return segmentation_scores(acc.matrix, share_groups(self.counts))
 
     def val_paths(self) -> list[str]:
