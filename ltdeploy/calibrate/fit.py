@@ -119,15 +119,25 @@ def _batch_grads(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, wei
     if mixing is None:
         xb, zb, w = x[idx], z[idx], None
     else:
-        cells, w = mixing[0][idx].reshape(-1), mixing[1][idx][..., None]
+        taps, w = mixing[0][idx], mixing[1][idx][..., None]
+        cells, where = np.unique(taps, return_inverse=True)  # each cell calibrated once, however many pixels read it
+        where = where.reshape(taps.shape)
         xb, zb = x[cells], z[cells]
     out, cache = model.forward(xb, zb)
     if w is not None:
-        out = (out.reshape(len(idx), 4, -1) * w).sum(1)
+        out = (out[where] * w).sum(1)
     loss, g = weighted_ce_grad(out, y[idx], weight)
     if w is not None:
-        g = (g[:, None] * w).reshape(-1, g.shape[1])
+        g = _sum_rows((g[:, None] * w).reshape(-1, g.shape[1]), where.reshape(-1))
     return loss, model.backward(xb, zb, cache, g)
+
+
+def _sum_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values (M, K) summed by row index (every index 0 .. max present at least once)."""
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    return np.add.reduceat(values[order], starts, axis=0)
 
 
 def sgd(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.ndarray, s: FitSettings,
