@@ -219,8 +219,9 @@ def test_the_numpy_pixel_fit_equals_trainings_torch_fit_through_the_upsampling()
     rows, cols = np.divmod(np.arange(size[0] * size[1]), size[1])
     taps, weights = bilinear_taps(rows, cols, size, grid)
     cells = grid[0] * grid[1]
-    mixing = (np.concatenate([taps + i * cells for i in range(n)]), np.tile(weights, (n, 1)).astype(np.float32))
     pixels = size[0] * size[1]
+    mixing = (np.concatenate([taps + i * cells for i in range(n)]), np.tile(weights, (n, 1)).astype(np.float32),
+              np.arange(n + 1) * pixels)
     settings = FitSettings(epochs=3, batch_size=per_batch * pixels, lr=0.5, wd=5e-4, rho=0.3, min_steps=0)
     orders = [np.random.default_rng(e).permutation(n) for e in range(settings.epochs)]
     ours = fit("disalign", (x.transpose(0, 2, 3, 1).reshape(-1, d), z.transpose(0, 2, 3, 1).reshape(-1, k),

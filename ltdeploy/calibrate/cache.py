@@ -18,7 +18,8 @@ class Cached:
     """A split's features x (N, d), original logits z (N, K) and labels y (P,); `skipped` unreadable images
     (training splits only). A classifier's rows are its samples (N = P). A segmenter's rows are cells of the
     classifier's coarse maps and its samples are pixels: pixel p mixes the calibrated logits of cells taps[p]
-    (P, 4) with bilinear weights[p] (P, 4), as the graph's Resize does after the folded calibration."""
+    (P, 4) with bilinear weights[p] (P, 4), as the graph's Resize does after the folded calibration; image i's
+    pixels are starts[i] .. starts[i + 1]."""
 
     x: np.ndarray
     z: np.ndarray
@@ -26,26 +27,27 @@ class Cached:
     skipped: int = 0
     taps: np.ndarray | None = None
     weights: np.ndarray | None = None
+    starts: np.ndarray | None = None
 
     def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, z, y)."""
         return self.x, self.z, self.y
 
     @property
-    def mixing(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """(taps, weights) for pixels, None for a classifier's samples."""
-        return None if self.taps is None else (self.taps, self.weights)
+    def mixing(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """(taps, weights, starts) for pixels, None for a classifier's samples."""
+        return None if self.taps is None else (self.taps, self.weights, self.starts)
 
     def logits(self, cal) -> np.ndarray:
         """Each sample's logits under the calibration `cal` (P, K)."""
         return mix(cal.apply(self.x, self.z), self.mixing)
 
 
-def mix(rows: np.ndarray, mixing: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+def mix(rows: np.ndarray, mixing: tuple[np.ndarray, ...] | None) -> np.ndarray:
     """Per-sample values from per-row ones: the rows themselves, or each pixel's weighted sum of its four cells."""
     if mixing is None:
         return rows
-    taps, weights = mixing
+    taps, weights = mixing[:2]
     return np.einsum("pj,pjk->pk", weights, rows[taps])
 
 
@@ -136,5 +138,6 @@ def cache_pixels(session, head: Head, split, pre: PreprocessConfig, to_model: np
         weights.append(w)
         ys.append(labels.reshape(-1)[take])
         cells += len(used)
+    starts = np.cumsum([0, *(len(t) for t in ys)])
     return Cached(np.concatenate(xs).astype(np.float32), np.concatenate(zs).astype(np.float32), np.concatenate(ys),
-                  skipped, np.concatenate(taps), np.concatenate(weights).astype(np.float32))
+                  skipped, np.concatenate(taps), np.concatenate(weights).astype(np.float32), starts)

@@ -113,35 +113,29 @@ def epoch_order(labels: np.ndarray, counts: list[int], balanced: bool, rng: np.r
 
 
 def _batch_grads(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.ndarray, idx: np.ndarray,
-                 mixing: tuple[np.ndarray, np.ndarray] | None) -> tuple[float, dict]:
-    """The loss of samples `idx` and its gradients; pixels take their cells' calibrated logits mixed, and send
-    each cell its share of the gradient back."""
+                 mixing: tuple[np.ndarray, ...] | None) -> tuple[float, dict]:
+    """The loss of samples `idx` and its gradients. Pixels mix their cells' calibrated logits, each cell
+    calibrated once however many pixels read it, and send each cell its share of the gradient back."""
     if mixing is None:
-        xb, zb, w = x[idx], z[idx], None
-    else:
-        taps, w = mixing[0][idx], mixing[1][idx][..., None]
-        cells, where = np.unique(taps, return_inverse=True)  # each cell calibrated once, however many pixels read it
-        where = where.reshape(taps.shape)
-        xb, zb = x[cells], z[cells]
+        xb, zb = x[idx], z[idx]
+        out, cache = model.forward(xb, zb)
+        loss, g = weighted_ce_grad(out, y[idx], weight)
+        return loss, model.backward(xb, zb, cache, g)
+    taps, w = mixing[0][idx], mixing[1][idx][..., None]
+    flat = taps.reshape(-1)
+    order = np.argsort(flat, kind="stable")  # one sort finds the cells and groups their pixels' gradients
+    first = np.r_[True, flat[order][1:] != flat[order][:-1]]
+    where = np.empty_like(flat)
+    where[order] = np.cumsum(first) - 1
+    xb, zb = x[flat[order][first]], z[flat[order][first]]
     out, cache = model.forward(xb, zb)
-    if w is not None:
-        out = (out[where] * w).sum(1)
-    loss, g = weighted_ce_grad(out, y[idx], weight)
-    if w is not None:
-        g = _sum_rows((g[:, None] * w).reshape(-1, g.shape[1]), where.reshape(-1))
+    loss, g = weighted_ce_grad((out[where.reshape(taps.shape)] * w).sum(1), y[idx], weight)
+    g = np.add.reduceat((g[:, None] * w).reshape(-1, g.shape[1])[order], np.flatnonzero(first), axis=0)
     return loss, model.backward(xb, zb, cache, g)
 
 
-def _sum_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """values (M, K) summed by row index (every index 0 .. max present at least once)."""
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    return np.add.reduceat(values[order], starts, axis=0)
-
-
 def sgd(model: _Model, x: np.ndarray, z: np.ndarray, y: np.ndarray, weight: np.ndarray, s: FitSettings,
-        epochs: Iterator[np.ndarray], steps: int, desc: str, mixing: tuple[np.ndarray, np.ndarray] | None = None
+        epochs: Iterator[np.ndarray], steps: int, desc: str, mixing: tuple[np.ndarray, ...] | None = None
         ) -> dict:
     """torch.optim.SGD (momentum 0.9, weight decay) under a per-step cosine from lr to 0 over `steps`, on the
     batches of each epoch order `epochs` yields (pixels through their cells' `mixing`)."""
@@ -171,6 +165,14 @@ def _epochs(labels: np.ndarray, counts: list[int], balanced: bool, seed: int) ->
         yield epoch_order(labels, counts, balanced, rng)
 
 
+def _image_epochs(starts: np.ndarray, seed: int) -> Iterator[np.ndarray]:
+    """Pixels image by image, the images shuffled each epoch: a batch holds whole images' pixels, as
+    train.py stage2 batches a segmenter's images (and their cells are shared by many of the batch's pixels)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield np.concatenate([np.arange(starts[i], starts[i + 1]) for i in rng.permutation(len(starts) - 1)])
+
+
 def balanced_top1(pred: np.ndarray, labels: np.ndarray) -> float:
     """The mean over the classes present of their top-1."""
     return float(np.mean([(pred[labels == c] == c).mean() for c in np.unique(labels)]))
@@ -180,10 +182,10 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
         classifier: tuple[np.ndarray, np.ndarray], s: FitSettings,
         val: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
         epochs: Iterator[np.ndarray] | None = None,
-        mixing: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
+        mixing: tuple[np.ndarray, ...] | None = None) -> Calibration:
     """Fit `method` on the training features, logits and labels (x, z, y) with the original classifier
     (W (K, d), b); tau-norm picks tau on `val`. `epochs` overrides the sampling (tests feed both fits one order);
-    `mixing` makes the samples pixels of the rows' cells (cache.Cached)."""
+    `mixing` (taps, weights, each image's first pixel; cache.Cached) makes the samples pixels of the rows' cells."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if mixing is not None and method in ("tau-norm", "ncm"):
@@ -205,7 +207,9 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
     rng = np.random.default_rng(s.seed)
     model = _lws(k) if method == "lws" else _linear(d, k, rng) if method in ("crt", "grw-classifier") else \
         _disalign(d, k, method != "disalign-margin", method != "disalign-magnitude")
-    log = sgd(model, x, z, y, weight, s, epochs or _epochs(y, counts, balanced, s.seed),
+    if epochs is None:
+        epochs = _epochs(y, counts, balanced, s.seed) if mixing is None else _image_epochs(mixing[2], s.seed)
+    log = sgd(model, x, z, y, weight, s, epochs,
               s.epochs * steps_per_epoch, f"fit {method}", mixing)
     info = {"sampling": "class-balanced" if balanced else "instance", "epochs": s.epochs, "log": log}
     if not balanced:
