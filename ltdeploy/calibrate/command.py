@@ -232,7 +232,7 @@ def print_summary(req: Request, result: dict) -> None:
               help="SGD batch (default 64 images; segmenters 16 images' --pixels).")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1), help="Images per ONNX Runtime run.")
 @click.option("--pixels", default=512, show_default=True, type=click.IntRange(1),
-              help="Segmenters: labelled pixels drawn from each image at the classifier's resolution.")
+              help="Segmenters: labelled pixels drawn from each image at the model input's size.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @PREPROCESS_FLAGS
 def calibrate(model: str, data: str, output: str, method: str, select: str | None, classes: str | None,
