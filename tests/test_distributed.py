@@ -22,9 +22,10 @@ def _history(path) -> dict:
 
 
 def _exports(checkpoint, tmp_path) -> None:
+    from export.to_onnx import main as export
+
     onnx_out = tmp_path / (checkpoint.stem + ".onnx")
-    r = run(PY, "export/to_onnx.py", str(checkpoint), "-o", str(onnx_out), timeout=600)
-    assert r.returncode == 0 and onnx_out.exists(), r.stderr[-2000:]
+    assert export([str(checkpoint), "-o", str(onnx_out)]) == 0 and onnx_out.exists()
 
 
 def test_two_processes_follow_one_and_the_checkpoint_evaluates_and_exports(digits, tmp_path, capsys):

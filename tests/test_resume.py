@@ -72,13 +72,14 @@ def test_a_non_finite_loss_stops_in_one_line_and_keeps_the_last_save(digits, tmp
 
 
 def test_bf16_autocast_trains_and_exports(digits, tmp_path):
+    from export.to_onnx import main as export
+    from training.train import main as train
+
     ck, onnx_out = tmp_path / "bf16.pt", tmp_path / "bf16.onnx"
-    r = run(PY, "training/train.py", "stage1", "--data", str(digits), "--epochs", "1", "--amp", "bf16",
-            "--channels-last", "--out", str(ck))
-    assert r.returncode == 0, r.stderr
+    assert train(["stage1", "--data", str(digits), "--epochs", "1", "--amp", "bf16", "--channels-last", "--out",
+                  str(ck)]) == 0
     assert all(v.dtype in (torch.float32, torch.int64) for v in _weights(ck).values())
-    r = run(PY, "export/to_onnx.py", str(ck), "-o", str(onnx_out))
-    assert r.returncode == 0 and onnx_out.exists(), r.stderr
+    assert export([str(ck), "-o", str(onnx_out)]) == 0 and onnx_out.exists()
 
 
 def test_an_unfinished_run_is_refused_where_a_checkpoint_is_expected(digits, tmp_path):
@@ -129,18 +130,26 @@ def test_a_streamed_batch_leaves_out_the_unreadable_image(digits, tmp_path, monk
     assert sum(len(b[2]) for b in batches) == 1 and sum(len(b[1]) for b in batches) == len(split.paths) - 1
 
 
-def test_the_gpu_training_check_runs_its_steps_on_the_cpu():
-    r = run(PY, "scripts/gpu_training.py", "--device", "cpu")
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    summary = json.loads(r.stdout.strip().splitlines()[-1])
+def test_the_gpu_training_check_runs_its_steps_on_the_cpu(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_training", os.path.join(ROOT, "scripts", "gpu_training.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    capsys.readouterr()
+    code = script.main(["--device", "cpu"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-2000:]
+    summary = json.loads(out.strip().splitlines()[-1])
     assert summary["ok"] and len(summary["checks"]) == 5
 
 
-def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
+def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path, capsys):
     from ltdeploy.datasets.det_sources import resolve_det_source
     from ltdeploy.datasets.seg_folders import read_seg_split
     from tests.test_det_pipeline import make_det_replica
     from training.segmentation.synthetic import make_seg_lt
+    from training.train import main as train
 
     seg = tmp_path / "seg-lt"
     make_seg_lt(str(seg), num_classes=6, n_train=8, n_val=4, imbalance=4)
@@ -152,9 +161,11 @@ def test_segmentation_and_detection_skip_an_unreadable_training_image(tmp_path):
         with open(victims[name], "r+b") as f:
             f.truncate(40)  # a download cut short
         out = tmp_path / f"{name}.pt"
-        r = run(PY, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out))
-        assert r.returncode == 0, r.stderr[-2000:]
-        assert r.stderr.count("warning: skipping") == 1, name  # (after a progress bar, on its line)
+        capsys.readouterr()
+        code = train(["stage1", "--data", *args, "--epochs", "1", "--out", str(out)])
+        err = capsys.readouterr().err
+        assert code == 0, err[-2000:]
+        assert err.count("warning: skipping") == 1, name  # (after a progress bar, on its line)
         payload = torch.load(out, map_location="cpu", weights_only=True)
         assert payload["history"]["stage1"]["bad_images"] == 1, name
 

@@ -228,8 +228,7 @@ def print_summary(req: Request, result: dict) -> None:
               help="At least this many SGD steps (small sets get more epochs).")
 @click.option("--lr", default=0.1, show_default=True, type=float)
 @click.option("--wd", default=5e-4, show_default=True, type=float)
-@click.option("--fit-batch", type=click.IntRange(1),
-              help="SGD batch (default 64 images; segmenters 16 images' --pixels).")
+@click.option("--fit-batch", type=click.IntRange(1), help="SGD batch (default 64; segmenters 16 images' pixels).")
 @click.option("--batch", default=32, show_default=True, type=click.IntRange(1), help="Images per ONNX Runtime run.")
 @click.option("--pixels", default=512, show_default=True, type=click.IntRange(1),
               help="Segmenters: labelled pixels drawn from each image at the model input's size.")
