@@ -25,6 +25,17 @@ def run(*args: str, timeout: int = 300, env: dict | None = None) -> subprocess.C
                           env={**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})})
 
 
+def train_here(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`training/train.py ARGS` in this process (no interpreter to start): its exit code, stdout and stderr as a
+    process gives them; an exception it lets through fails the test."""
+    from training.train import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["train.py", *args], code, out, err)
+
+
 def ltdeploy_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     """`ltdeploy ...` as a user runs it (python -m, so no PATH assumptions)."""
     return run(PY, "-m", "ltdeploy", *args, env=env)

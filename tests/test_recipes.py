@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.ops import masks_to_boxes
 
-from tests.conftest import PY, run
+from tests.conftest import train_here
 from training.config import Stage1Config, Stage2Config
 from training.core.transforms import augment_detection, augment_segmentation, build_transforms
 from training.recipes import load_recipe, recipe_names
@@ -27,8 +27,8 @@ def test_every_recipe_parses_and_builds_its_transforms():
         assert s1["epochs"] > 1 and s2["epochs"] >= 1 and s1["batch_size"] >= 1
 
 
-def test_recipe_list_prints_one_a_line():
-    r = run(PY, "training/train.py", "stage1", "--recipe", "list")
+def test_recipe_list_prints_one_a_line(capsys):
+    r = train_here(capsys, "stage1", "--recipe", "list")
     assert r.returncode == 0
     lines = r.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == recipe_names()
@@ -56,22 +56,22 @@ def test_command_line_over_recipe_over_task_default(digits):
     (["--recipe", "lvis-v1-mask-rcnn-r50-1x"], "trains detection"),
     (["--recipe", "imagenet-lt-x51"], "no such recipe"),
 ])
-def test_settings_a_task_does_not_read_are_refused_in_one_line(digits, tmp_path, flags, says):
-    r = run(PY, "training/train.py", "stage1", "--data", str(digits), "--out", str(tmp_path / "x.pt"), *flags)
+def test_settings_a_task_does_not_read_are_refused_in_one_line(digits, tmp_path, flags, says, capsys):
+    r = train_here(capsys, "stage1", "--data", str(digits), "--out", str(tmp_path / "x.pt"), *flags)
     errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
     assert r.returncode == 2 and len(errors) == 1 and says in errors[0], r.stderr
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_stage_one_settings_are_refused_by_stage_two_and_detection(models, digits, tmp_path):
+def test_stage_one_settings_are_refused_by_stage_two_and_detection(models, digits, tmp_path, capsys):
     from tests.test_det_pipeline import make_det_replica
 
-    r = run(PY, "training/train.py", "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits), "--out",
-            str(tmp_path / "s2.pt"), "--resume", str(models["stage1"]))
+    r = train_here(capsys, "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits), "--out",
+                   str(tmp_path / "s2.pt"), "--resume", str(models["stage1"]))
     assert r.returncode == 2 and "classification stage2 does not use --resume" in r.stderr, r.stderr
     det = make_det_replica(tmp_path, "lvis", classes=6, train=6, val=2)
-    r = run(PY, "training/train.py", "stage1", "--data", det, "--out", str(tmp_path / "d.pt"), "--save-every", "1",
-            "--shift", "3")
+    r = train_here(capsys, "stage1", "--data", det, "--out", str(tmp_path / "d.pt"), "--save-every", "1",
+                   "--shift", "3")
     assert r.returncode == 2 and "detection stage1 does not use --shift (" in r.stderr, r.stderr
     assert not (tmp_path / "s2.pt").exists() and not (tmp_path / "d.pt").exists()
 
@@ -134,7 +134,7 @@ brightness = 0.4
 """
 
 
-def test_recipe_transforms_train_classification_and_segmentation(digits, tmp_path):
+def test_recipe_transforms_train_classification_and_segmentation(digits, tmp_path, capsys):
     from training.segmentation.synthetic import make_seg_lt
 
     seg = tmp_path / "seg-lt"
@@ -146,7 +146,7 @@ def test_recipe_transforms_train_classification_and_segmentation(digits, tmp_pat
         recipe.write_text(RECIPE.format(task=task, extra="input_size = 64\n" if task == "segmentation" else "",
                                         resize=resize, resize_args=args))
         out = tmp_path / f"{task}.pt"
-        r = run(PY, "training/train.py", "stage1", "--data", str(data), "--recipe", str(recipe), "--out", str(out))
+        r = train_here(capsys, "stage1", "--data", str(data), "--recipe", str(recipe), "--out", str(out))
         assert r.returncode == 0, r.stderr[-2000:]
         payload = torch.load(out, map_location="cpu", weights_only=True)
         record = payload["history"]["args"]
@@ -154,10 +154,10 @@ def test_recipe_transforms_train_classification_and_segmentation(digits, tmp_pat
         assert payload["history"]["stage1"]["bad_images"] == 0
 
 
-def test_transforms_that_miss_the_input_size_are_one_line(digits, tmp_path):
+def test_transforms_that_miss_the_input_size_are_one_line(digits, tmp_path, capsys):
     recipe = tmp_path / "wrong.toml"
     recipe.write_text(RECIPE.format(task="classification", extra="", resize="RandomResizedCrop", resize_args="size = 24"))
-    r = run(PY, "training/train.py", "stage1", "--data", str(digits), "--recipe", str(recipe), "--out",
-            str(tmp_path / "x.pt"), "--workers", "2")
+    r = train_here(capsys, "stage1", "--data", str(digits), "--recipe", str(recipe), "--out", str(tmp_path / "x.pt"),
+                   "--workers", "2")
     errors = [line for line in r.stderr.splitlines() if line.startswith("error")]
     assert r.returncode == 2 and len(errors) == 1 and "(24, 24)" in errors[0] and "Traceback" not in r.stderr
