@@ -448,6 +448,18 @@ def test_a_torchvision_segmenter_is_calibrated_per_pixel_in_its_own_graph(name, 
     assert after[rises] > before[rises] + 0.01 and after["mIoU"] > before["mIoU"], (before, after)
 
 
+def test_a_large_segmentation_set_samples_fewer_pixels_to_fit_the_cache(capsys):
+    from ltdeploy.calibrate.tasks import CACHE_BUDGET_BYTES, pixels_within_budget
+    from ltdeploy.errors import LtDeployError
+
+    n = pixels_within_budget(512, 20210, 512 + 150, "train")  # ADE20K through FCN-ResNet50: 512 features, 150 classes
+    assert n == 20 and n * 20210 * 4 * 662 * 4 <= CACHE_BUDGET_BYTES < (n + 1) * 20210 * 4 * 662 * 4
+    assert "train: 20 labelled pixels an image, not 512" in capsys.readouterr().err
+    assert pixels_within_budget(512, 400, 168 + 30, "train") == 512  # the demo's seg-lt keeps every pixel asked
+    with pytest.raises(LtDeployError, match="calibrate on a subset"):
+        pixels_within_budget(512, 10 ** 7, 662, "train")
+
+
 def test_weights_kept_outside_the_file_stay_outside(exported, shapes_folders, tmp_path):
     """A model over 2 GB keeps its weights in a file beside the graph: the calibrated one does too (onnx's
     external-data API), under its own name."""

@@ -111,6 +111,7 @@ class SegmentationJob:
         if pre.resize != "stretch":
             raise LtDeployError("a segmenter's preprocessing resizes straight to the input size: --resize-short 0")
         s = self.train if split == "train" else self.val
+        per_image = pixels_within_budget(per_image, len(s.images), head.feature_dim + head.num_classes, split)
         return cache_pixels(session, head, s, pre, self.to_model, per_image, settings.seed + (split == "val"),
                             f"{split} pixels", skip_bad=split == "train")
 
@@ -134,6 +135,25 @@ class SegmentationJob:
         lines = [f"val (sampled pixels): {'model':<20} {'mIoU':>6} {'head':>6} {'body':>6} {'tail':>6}"]
         return lines + [f"val (sampled pixels): {name:<20} {pct(r['mIoU'])} {pct(r['head_mIoU'])} "
                         f"{pct(r['body_mIoU'])} {pct(r['tail_mIoU'])}" for name, r in rows]
+
+
+CACHE_BUDGET_BYTES = 4 << 30  # a split's cached cells, as train.py keeps a segmenter's features in memory
+
+
+def pixels_within_budget(per_image: int, images: int, values_per_cell: int, split: str) -> int:
+    """`per_image`, or fewer so that a split's cached cells (at most four a pixel, float32 features and logits)
+    stay within CACHE_BUDGET_BYTES; says so on stderr when it lowers it."""
+    fits = CACHE_BUDGET_BYTES // max(1, images * 4 * values_per_cell * 4)
+    if fits >= per_image:
+        return per_image
+    if fits < 1:
+        raise LtDeployError(f"{images} {split} images' features do not fit the cache's "
+                            f"{CACHE_BUDGET_BYTES >> 30} GiB at one pixel an image; calibrate on a subset")
+    import click
+
+    click.echo(f"{split}: {fits} labelled pixels an image, not {per_image}, so that {images} images' cached "
+               f"features stay within {CACHE_BUDGET_BYTES >> 30} GiB", err=True)
+    return fits
 
 
 JOBS = {job.task: job for job in (ClassificationJob, SegmentationJob)}
