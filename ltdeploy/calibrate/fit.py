@@ -190,7 +190,7 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
     if mixing is not None and method in ("tau-norm", "ncm"):
         raise ValueError(f"{method} fits classifiers' samples, not pixels")
-    x, z, y = (np.asarray(a, np.float64) if i < 2 else np.asarray(a) for i, a in enumerate(train))
+    x, z, y = (np.asarray(a) for a in train)  # as cached (float32); each batch computes in float64
     w0, b0 = (np.asarray(a, np.float64) for a in classifier)
     k, d = w0.shape
     if method == "logit-adjust":
@@ -199,7 +199,7 @@ def fit(method: str, train: tuple[np.ndarray, np.ndarray, np.ndarray], counts: l
     if method == "tau-norm":
         return _tau_norm(w0, val)
     if method == "ncm":
-        return _ncm(x, y, k)
+        return _ncm(np.asarray(x, np.float64), y, k)
     balanced = method in ("lws", "crt")
     weight = np.ones(k) if balanced else grw_weights(counts, s.rho).astype(np.float64)
     steps_per_epoch = -(-len(y) // s.batch_size)
