@@ -289,6 +289,8 @@ def test_bad_input_is_one_line_and_writes_nothing(exported, shapes_folders, digi
         # the input's fixed 32 x 32 gives the size; the rest is nowhere in the file
         ([exported["torchvision"], "--data", shapes_folders], "must be given: --resize-short, --interpolation, "
                                                               "--mean, --std"),
+        ([exported["torchvision"], "--data", shapes_folders,
+          *[a if a != "bilinear" else "cubic" for a in PRE]], "interpolation is 'cubic'; expected one of nearest"),
     ]
     for args, says in cases:
         _refused(args, says, out)

@@ -3,11 +3,15 @@ command line's flags, with NCHW or NHWC read from the input's shape. A value nei
 ImageNet default: the graph will be fed exactly what its description says."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from ltdeploy.errors import LtDeployError
-from ltdeploy.metadata import ModelDescription
-from ltdeploy.preprocess import INTERPOLATIONS, PreprocessConfig
+
+if TYPE_CHECKING:  # the command line loads with every `ltdeploy` command: no OpenCV at import
+    from ltdeploy.metadata import ModelDescription
+    from ltdeploy.preprocess import PreprocessConfig
 
 
 def PREPROCESS_FLAGS(command):
@@ -17,7 +21,7 @@ def PREPROCESS_FLAGS(command):
                                                                    "input's shape when it is fixed there."),
         click.option("--resize-short", type=click.IntRange(0),
                      help="Short side before the centre crop (0: resize straight to the input size)."),
-        click.option("--interpolation", type=click.Choice(list(INTERPOLATIONS))),
+        click.option("--interpolation", help="nearest, bilinear, bicubic or area (checked by the preprocessing)."),
         click.option("--mean", type=float, nargs=3, help="Per-channel mean on the 0..1 scale, R G B."),
         click.option("--std", type=float, nargs=3, help="Per-channel std on the 0..1 scale, R G B."),
         click.option("--color-order", type=click.Choice(["RGB", "BGR"]), help="Channel order the model takes "
@@ -46,6 +50,8 @@ def input_layout(model) -> tuple[str, tuple[int | None, int | None]]:
 
 def model_preprocess(model, existing: ModelDescription | None, flags: dict) -> PreprocessConfig:
     """The description's preprocessing, or one from the flags (each required) and the input's layout."""
+    from ltdeploy.preprocess import PreprocessConfig
+
     layout, (h, w) = input_layout(model)
     given = {k: v for k, v in flags.items() if v not in (None, ())}
     if existing is not None:

@@ -1,5 +1,5 @@
-"""What `ltdeploy calibrate` can fit and with which settings (kept apart from the fits, so the command line
-loads without numpy's fitting code)."""
+"""What `ltdeploy calibrate` can fit, with which settings, and what its command line asked for (kept apart from
+the fits, so the command line loads without numpy)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,3 +20,19 @@ class FitSettings:
     tau: float = 1.0
     min_steps: int = 1000
     seed: int = 0
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the command line asked for."""
+
+    model: str
+    data: str
+    out: str
+    method: str
+    select: str
+    settings: FitSettings
+    preprocess: dict
+    classes: str | None
+    batch: int
+    pixels: int
