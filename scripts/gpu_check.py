@@ -19,6 +19,7 @@ import argparse
 import functools
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -147,6 +148,15 @@ def register_kernels(trt) -> tuple:
 
 
 def plan_checks(info: dict) -> str:
+    """The plan checks below in a temporary folder, removed afterwards; returns the fake's version."""
+    tmp = tempfile.mkdtemp(prefix="gpu-check-")
+    try:
+        return _plan_checks(info, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _plan_checks(info: dict, tmp: str) -> str:
     """TensorRTBackend on the fake's kernel plans: profiles, data-dependent and empty outputs, threads; returns
     the fake's version."""
     import numpy as np
@@ -156,7 +166,6 @@ def plan_checks(info: dict) -> str:
     from ltdeploy.preprocess import PreprocessConfig
 
     weights, detect = register_kernels(trt)
-    tmp = tempfile.mkdtemp(prefix="gpu-check-")
 
     plan = functools.partial(write_kernel_plan, trt, info["gpu"], tmp)
 

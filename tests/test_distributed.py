@@ -17,6 +17,11 @@ TORCHRUN = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node
 LOSS_TOLERANCE = 0.2
 
 
+def _torchrun(tmp_path, *args: str, timeout: int = 300):
+    """torchrun ARGS, its log folders (which it never removes) kept under the test's tmp_path."""
+    return run(*TORCHRUN, *args, timeout=timeout, env={"TMPDIR": str(tmp_path)})
+
+
 def _history(path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["history"]["stage1"]
 
@@ -35,7 +40,7 @@ def test_two_processes_follow_one_and_the_checkpoint_evaluates_and_exports(digit
 
     common = ["training/train.py", "stage1", "--data", str(digits), "--epochs", "4", "--device", "cpu"]
     assert train([*common[1:], "--batch-size", "32", "--out", str(one)]) == 0  # the one process: this one
-    r = run(*TORCHRUN, *common, "--batch-size", "16", "--out", str(two), "--save-every", "2")
+    r = _torchrun(tmp_path, *common, "--batch-size", "16", "--out", str(two), "--save-every", "2")
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.count("wrote ") == 1  # rank 0 alone writes and logs
     h1, h2 = _history(one), _history(two)
@@ -59,7 +64,7 @@ def test_two_process_segmentation_and_detection_stage1_export(tmp_path):
             "det": [det, "--batch-size", "2", "--warmup", "2", "--input-size", "64", "--no-val", "--amp", "bf16"]}
     for name, args in runs.items():
         out = tmp_path / f"{name}.pt"
-        r = run(*TORCHRUN, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out),
+        r = _torchrun(tmp_path, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out),
                 timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         assert _history(out)["world_size"] == 2, name
@@ -67,7 +72,7 @@ def test_two_process_segmentation_and_detection_stage1_export(tmp_path):
 
 
 def test_stage2_under_torchrun_is_refused_in_one_line(models, digits, tmp_path):
-    r = run(*TORCHRUN, "training/train.py", "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits),
+    r = _torchrun(tmp_path, "training/train.py", "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits),
             "--out", str(tmp_path / "s2.pt"))
     ours = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     # torchrun adds its own report of a failed child; no traceback comes from our code
