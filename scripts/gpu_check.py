@@ -19,7 +19,6 @@ import argparse
 import functools
 import json
 import os
-import shutil
 import sys
 import tempfile
 import threading
@@ -149,11 +148,8 @@ def register_kernels(trt) -> tuple:
 
 def plan_checks(info: dict) -> str:
     """The plan checks below in a temporary folder, removed afterwards; returns the fake's version."""
-    tmp = tempfile.mkdtemp(prefix="gpu-check-")
-    try:
+    with tempfile.TemporaryDirectory(prefix="gpu-check-") as tmp:
         return _plan_checks(info, tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _plan_checks(info: dict, tmp: str) -> str:
@@ -168,7 +164,6 @@ def _plan_checks(info: dict, tmp: str) -> str:
     weights, detect = register_kernels(trt)
 
     plan = functools.partial(write_kernel_plan, trt, info["gpu"], tmp)
-
     f32 = trt.DataType.FLOAT
 
     @check("batch-dependent output over two optimization profiles")
