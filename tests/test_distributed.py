@@ -65,7 +65,7 @@ def test_two_process_segmentation_and_detection_stage1_export(tmp_path):
     for name, args in runs.items():
         out = tmp_path / f"{name}.pt"
         r = _torchrun(tmp_path, "training/train.py", "stage1", "--data", *args, "--epochs", "1", "--out", str(out),
-                timeout=600)
+                      timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
         assert _history(out)["world_size"] == 2, name
         _exports(out, tmp_path)
@@ -73,7 +73,7 @@ def test_two_process_segmentation_and_detection_stage1_export(tmp_path):
 
 def test_stage2_under_torchrun_is_refused_in_one_line(models, digits, tmp_path):
     r = _torchrun(tmp_path, "training/train.py", "stage2", "--checkpoint", str(models["stage1"]), "--data", str(digits),
-            "--out", str(tmp_path / "s2.pt"))
+                  "--out", str(tmp_path / "s2.pt"))
     ours = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     # torchrun adds its own report of a failed child; no traceback comes from our code
     assert r.returncode != 0 and "without torchrun" in ours[0] and "training/" not in r.stderr.split(ours[0])[0]
