@@ -56,10 +56,8 @@ def tensor_types(model) -> dict[str, tuple[int, int]]:
 def recorded_features(model) -> list[str]:
     """The feature tensors a calibrated foreign graph's description names (`calibration.feature_tensors`; none
     in ltdeploy's own exports, whose feature extractor sits under FEATURE_SCOPES)."""
-    meta = {p.key: p.value for p in model.metadata_props}
-    if METADATA_KEY not in meta:
-        return []
-    return list(description_from_metadata(meta, "model").calibration.get("feature_tensors", []))
+    desc = get_description(model, "model", required=False)
+    return [] if desc is None else list(desc.calibration.get("feature_tensors", []))
 
 
 def ancestors(model, tensors: list[str]) -> set[str]:
@@ -90,6 +88,12 @@ def feature_map_nodes(model, types: dict[str, tuple[int, int]],
         if elem == FLOAT and rank >= MIN_RANK:
             chosen.add(node.name)
     return chosen
+
+
+def get_description(model, source: str, required: bool = True):
+    """The model's ModelDescription from its metadata; without one, a one-line error (or None if not `required`)."""
+    meta = {p.key: p.value for p in model.metadata_props}
+    return description_from_metadata(meta, source) if required or METADATA_KEY in meta else None
 
 
 def set_description(model, desc) -> None:

@@ -24,13 +24,13 @@ def run(req: Request) -> dict:
     from ltdeploy.calibrate.fit import Calibration
     from ltdeploy.calibrate.head import find_head
     from ltdeploy.calibrate.tasks import job_for
-    from ltdeploy.onnx_files import image_input, set_description
+    from ltdeploy.onnx_files import get_description, image_input, set_description
 
     if os.path.abspath(req.out) == os.path.abspath(req.model):
         raise LtDeployError(f"{req.out}: would overwrite the model; choose another -o")
     model, external = graph_io.read_model(req.model)
     head = find_head(model)
-    existing = _description(model, req.model)
+    existing = get_description(model, req.model, required=False)
     if existing is not None and existing.calibration.get("method", "none") != "none":
         raise LtDeployError(f"{req.model} is already calibrated ({existing.calibration['method']}); calibrate the "
                             "uncalibrated model")
@@ -66,13 +66,6 @@ def run(req: Request) -> dict:
         graph_io.write_model(calibrated, req.out, external)
     table = job.table([("original", before), (cal.method, after)])
     return {"description": desc, "before": before, "after": after, **check, "skipped": tr.skipped, "table": table}
-
-
-def _description(model, path: str) -> ModelDescription | None:
-    from ltdeploy.metadata import METADATA_KEY, description_from_metadata
-
-    meta = {p.key: p.value for p in model.metadata_props}
-    return description_from_metadata(meta, path) if METADATA_KEY in meta else None
 
 
 def _calibration(req: Request, settings: FitSettings, job, train, val, classifier) -> tuple:

@@ -27,8 +27,8 @@ from ltdeploy.files import atomic_path, file_sha256
 from ltdeploy.gpu.plan import BuildInfo, TensorSpec, write_plan_description
 from ltdeploy.gpu.trt_common import capturing_logger, import_tensorrt, register_plugins, tensorrt_major
 from ltdeploy.graph_check import trt_blockers
-from ltdeploy.metadata import ModelDescription, description_from_metadata
-from ltdeploy.onnx_files import load_onnx
+from ltdeploy.metadata import ModelDescription
+from ltdeploy.onnx_files import get_description, load_onnx
 from ltdeploy.tasks import task_spec
 
 
@@ -62,7 +62,7 @@ def read_onnx_description(path: str) -> ModelDescription:
 def _read_onnx(path: str) -> tuple[ModelDescription, bool]:
     """(description, whether the graph is explicitly quantized) of a buildable ONNX file."""
     model = load_onnx(path, weights=False)
-    description = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
+    description = get_description(model, path)
     blockers = trt_blockers(model)
     if blockers:
         raise EngineError(f"{path}: TensorRT cannot build this graph ({'; '.join(blockers)[:300]}); re-export it "

@@ -27,8 +27,15 @@ import numpy as np
 from ltdeploy.errors import EngineError
 from ltdeploy.evaluation.batches import model_input
 from ltdeploy.files import atomic_path
-from ltdeploy.metadata import ModelDescription, description_from_metadata
-from ltdeploy.onnx_files import FEATURE_SCOPES, feature_map_nodes, load_onnx, set_description, tensor_types
+from ltdeploy.metadata import ModelDescription
+from ltdeploy.onnx_files import (
+    FEATURE_SCOPES,
+    feature_map_nodes,
+    get_description,
+    load_onnx,
+    set_description,
+    tensor_types,
+)
 from ltdeploy.quantize import METHODS, TARGETS
 
 
@@ -44,7 +51,7 @@ def _import_tools():
 def load_model(path: str):
     """(the ONNX model, its description); EngineError for a missing, unreadable or already quantized file."""
     model = load_onnx(path, "quantize")
-    desc = description_from_metadata({p.key: p.value for p in model.metadata_props}, path)
+    desc = get_description(model, path)
     if desc.precision:
         raise EngineError(f"{path}: already {desc.precision.get('weights', 'quantized')}; quantize the fp32 export")
     if any(n.op_type == "QuantizeLinear" for n in model.graph.node):
